@@ -1,0 +1,102 @@
+//! Builds the built-in step components in `steps/` for `wasm32-wasip2` and generates
+//! `builtins.rs`, which embeds them in the binary. No prebuilt `.wasm` is committed.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().to_path_buf();
+    let steps = root.join("steps");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+
+    for p in [
+        steps.join("Cargo.toml"),
+        steps.join("Cargo.lock"),
+        root.join("wit"),
+        root.join("sdk/rust/src"),
+        root.join("sdk/rust/Cargo.toml"),
+    ] {
+        println!("cargo:rerun-if-changed={}", p.display());
+    }
+    let members = step_members(&steps);
+    for m in &members {
+        println!(
+            "cargo:rerun-if-changed={}",
+            steps.join(m).join("src").display()
+        );
+        println!(
+            "cargo:rerun-if-changed={}",
+            steps.join(m).join("Cargo.toml").display()
+        );
+    }
+
+    let target_dir = out_dir.join("guests");
+    build_guests(&steps.join("Cargo.toml"), &target_dir);
+
+    let mut code = String::from(
+        "/// Built-in step components: (crate name, component bytes).\n\
+         pub const BUILTIN_COMPONENTS: &[(&str, &[u8])] = &[\n",
+    );
+    for m in &members {
+        let wasm = target_dir
+            .join("wasm32-wasip2/release")
+            .join(format!("{}.wasm", m.replace('-', "_")));
+        assert!(wasm.exists(), "guest build produced no {}", wasm.display());
+        code.push_str(&format!(
+            "    ({m:?}, include_bytes!({:?})),\n",
+            wasm.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    fs::write(out_dir.join("builtins.rs"), code).unwrap();
+}
+
+/// The step crates: every directory of `steps/` holding a Cargo.toml.
+fn step_members(steps: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(steps)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `cargo build --release --target wasm32-wasip2` on a guest workspace, with a target dir
+/// under OUT_DIR and without the flags the outer build passes to its own crates.
+pub fn build_guests(manifest: &Path, target_dir: &Path) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_PROFILE_RELEASE_DEBUG")
+        .output()
+        .expect("failed to run cargo for the wasm guests");
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let hint =
+            if stderr.contains("wasm32-wasip2") && stderr.contains("target may not be installed") {
+                "\nhint: install the target with `rustup target add wasm32-wasip2`"
+            } else {
+                ""
+            };
+        panic!(
+            "building the wasm guests in {} failed:\n{stderr}{hint}",
+            manifest.display()
+        );
+    }
+}

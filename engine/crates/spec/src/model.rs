@@ -1,0 +1,216 @@
+//! Typed flow specs (the result of a successful schema validation).
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// `flow.workspace.cleanup_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    #[default]
+    OnSuccess,
+    Always,
+    Never,
+}
+
+impl CleanupPolicy {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanupPolicy::OnSuccess => "on_success",
+            CleanupPolicy::Always => "always",
+            CleanupPolicy::Never => "never",
+        }
+    }
+}
+
+/// `flow.state.backend` (`file` is accepted but the reference always uses SQLite).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StateBackend {
+    #[default]
+    Sqlite,
+    File,
+}
+
+impl StateBackend {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateBackend::Sqlite => "sqlite",
+            StateBackend::File => "file",
+        }
+    }
+}
+
+/// `flow.locks.scope` (parsed, unused by the reference).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockScope {
+    None,
+    #[default]
+    Job,
+    Flow,
+}
+
+impl LockScope {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockScope::None => "none",
+            LockScope::Job => "job",
+            LockScope::Flow => "flow",
+        }
+    }
+}
+
+/// `jobs[].steps[].on_no_data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnNoData {
+    SkipJob,
+}
+
+impl OnNoData {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        "skip_job"
+    }
+}
+
+/// `flow.workspace`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkspaceSpec {
+    /// Default `/tmp/work`.
+    pub root: String,
+    pub cleanup_policy: CleanupPolicy,
+    /// Default `{artifacts, scratch, manifests}` (each mapped to itself). A user layout
+    /// **replaces** the default; it is not merged.
+    pub layout: BTreeMap<String, String>,
+}
+
+impl Default for WorkspaceSpec {
+    fn default() -> Self {
+        let layout = ["artifacts", "scratch", "manifests"]
+            .into_iter()
+            .map(|k| (k.to_string(), k.to_string()))
+            .collect();
+        WorkspaceSpec {
+            root: "/tmp/work".to_string(),
+            cleanup_policy: CleanupPolicy::OnSuccess,
+            layout,
+        }
+    }
+}
+
+/// `flow.state`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSpec {
+    pub backend: StateBackend,
+    /// Default `/tmp/state/aetherflow.sqlite`.
+    pub path: String,
+}
+
+impl Default for StateSpec {
+    fn default() -> Self {
+        StateSpec {
+            backend: StateBackend::Sqlite,
+            path: "/tmp/state/aetherflow.sqlite".to_string(),
+        }
+    }
+}
+
+/// `flow.locks` (parsed, unused by the reference).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocksSpec {
+    pub scope: LockScope,
+    /// Default 3600. Values outside i64 saturate (Python ints are unbounded).
+    pub ttl_seconds: i64,
+}
+
+impl Default for LocksSpec {
+    fn default() -> Self {
+        LocksSpec {
+            scope: LockScope::Job,
+            ttl_seconds: 3600,
+        }
+    }
+}
+
+/// The `flow:` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowMeta {
+    pub id: String,
+    pub description: Option<String>,
+    pub workspace: WorkspaceSpec,
+    pub state: StateSpec,
+    pub locks: LocksSpec,
+}
+
+/// `resources.<name>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceSpec {
+    pub kind: String,
+    pub driver: String,
+    pub profile: Option<String>,
+    /// Always a JSON object.
+    pub config: Value,
+    /// Always a JSON object.
+    pub options: Value,
+    /// Always a JSON object.
+    pub decode: Value,
+}
+
+/// `jobs[].steps[]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepSpec {
+    pub id: String,
+    /// The YAML `type`.
+    pub type_: String,
+    /// Always a JSON object.
+    pub inputs: Value,
+    pub on_no_data: Option<OnNoData>,
+    /// Always a JSON object.
+    pub outputs: Value,
+    /// Engine extension: per-step timeout (> 0).
+    pub timeout_seconds: Option<f64>,
+    /// Engine extension: resource limits (a JSON object; contents not checked yet).
+    pub limits: Option<Value>,
+}
+
+/// `jobs[]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSpec {
+    pub id: String,
+    pub description: Option<String>,
+    pub depends_on: Vec<String>,
+    pub when: Option<String>,
+    pub steps: Vec<StepSpec>,
+}
+
+/// A whole flow file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowSpec {
+    /// Never checked (any int). Saturates outside i64.
+    pub version: i64,
+    pub flow: FlowMeta,
+    /// In YAML order.
+    pub resources: Vec<(String, ResourceSpec)>,
+    pub jobs: Vec<JobSpec>,
+}
+
+impl FlowSpec {
+    /// Look a resource up by name.
+    pub fn resource(&self, name: &str) -> Option<&ResourceSpec> {
+        self.resources
+            .iter()
+            .find_map(|(n, r)| (n == name).then_some(r))
+    }
+}
+
+/// One entry of a profiles file (§1.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Always a JSON object.
+    pub config: Value,
+    /// Always a JSON object.
+    pub options: Value,
+    /// Always a JSON object.
+    pub decode: Value,
+}

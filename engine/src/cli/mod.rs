@@ -1,0 +1,90 @@
+//! The command line. Exit codes (documented in the README): 0 success, 1 the run failed,
+//! 2 invalid flow or usage.
+
+mod run;
+mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_INVALID: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "aetherflow",
+    version,
+    about = "YAML-first workflow engine whose steps run as sandboxed WebAssembly components",
+    after_help = "Exit codes: 0 success, 1 the run failed, 2 invalid flow or usage."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a flow: jobs in order, steps in sequence, every transition recorded.
+    Run(run::RunArgs),
+    /// Check a flow (schema, semantics, templates) without running it.
+    Validate(validate::ValidateArgs),
+}
+
+/// The flow file, given positionally or as `--flow-yaml` (the reference's spelling).
+#[derive(Debug, Args)]
+pub struct FlowArg {
+    /// Path of the flow YAML.
+    #[arg(value_name = "FLOW")]
+    pub flow: Option<PathBuf>,
+    /// Path of the flow YAML (same as the positional FLOW).
+    #[arg(long = "flow-yaml", value_name = "FLOW")]
+    pub flow_yaml: Option<PathBuf>,
+}
+
+impl FlowArg {
+    pub fn path(&self) -> Result<PathBuf, String> {
+        match (&self.flow, &self.flow_yaml) {
+            (Some(a), Some(b)) if a != b => Err(format!(
+                "two different flow files given: `{}` and --flow-yaml `{}`; pass one",
+                a.display(),
+                b.display()
+            )),
+            (Some(a), _) => Ok(a.clone()),
+            (None, Some(b)) => Ok(b.clone()),
+            (None, None) => Err("a flow file is required: pass FLOW or --flow-yaml FLOW".into()),
+        }
+    }
+}
+
+/// Parse arguments, run the command, map the outcome to an exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                EXIT_INVALID
+            } else {
+                EXIT_OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run::execute(args),
+        Command::Validate(args) => validate::execute(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,797 @@
+//! Runs a validated flow: jobs in YAML order, steps in sequence, every transition durable
+//! in the state store before the next step starts.
+//!
+//! Differences from the Python reference, all deliberate (see docs/differences.md): a
+//! failed job marks its dependants BLOCKED while independent jobs still run (the run still
+//! exits 1); a resumed run restores the outputs of finished steps; `--flow-job` reads its
+//! dependencies' status from the state store; a failed step is recorded FAILED with its
+//! error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aetherflow_spec::{CleanupPolicy, FlowMeta, FlowSpec, JobSpec, OnNoData, StepSpec};
+use aetherflow_state::{
+    JobDetail, JobKey, JobStatus, RunStart, RunStatus, StateStore, StepEnd, StepOutcome,
+};
+use aetherflow_template::{self as template, Phase};
+use serde_json::{json, Map, Value};
+
+use crate::connectors::{Connectors, ResolvedResource};
+use crate::observe::{Level, Observer};
+use crate::sandbox::{AttemptContext, Limits, LogLevel, StepLogger, StepReturn};
+use crate::settings::{parse_seconds, EnvSnapshot, Settings};
+use crate::steps::{Registry, StepImpl};
+
+/// Everything a run needs that outlives it.
+pub struct RunEnv<'a> {
+    pub env: &'a EnvSnapshot,
+    pub settings: &'a Settings,
+    pub registry: &'a Registry,
+    pub observer: &'a Arc<Observer>,
+}
+
+pub struct RunRequest<'a> {
+    pub flow_path: &'a Path,
+    pub spec: &'a FlowSpec,
+    pub meta: &'a FlowMeta,
+    pub run_id: Option<String>,
+    pub flow_job: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct RunSummary {
+    pub flow_id: String,
+    pub run_id: String,
+    pub failed_jobs: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    State(#[from] aetherflow_state::StateError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A job's visible result (`jobs.<id>` in templates and `when`).
+#[derive(Debug, Clone)]
+struct JobResult {
+    status: JobStatus,
+    outputs: Map<String, Value>,
+    skip_reason: Option<String>,
+    skip_trigger: Option<&'static str>,
+}
+
+impl JobResult {
+    fn to_value(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("status".into(), Value::from(self.status.as_str()));
+        m.insert("outputs".into(), Value::Object(self.outputs.clone()));
+        if let Some(r) = &self.skip_reason {
+            m.insert("skip_reason".into(), Value::from(r.clone()));
+        }
+        if let Some(t) = self.skip_trigger {
+            m.insert("skip_trigger".into(), Value::from(t));
+        }
+        Value::Object(m)
+    }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// 12 lowercase hex characters, like the reference's `uuid4().hex[:12]`.
+pub fn new_run_id() -> String {
+    let mut b = [0u8; 6];
+    if getrandom::fill(&mut b).is_err() {
+        let n = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        b.copy_from_slice(&n.to_le_bytes()[..6]);
+    }
+    crate::sandbox::hex(&b)
+}
+
+struct Runner<'a> {
+    env: &'a RunEnv<'a>,
+    store: Arc<dyn StateStore>,
+    connectors: Arc<Connectors>,
+    flow_id: String,
+    run_id: String,
+    work_root: PathBuf,
+    meta: &'a FlowMeta,
+    env_value: Value,
+    cancel: Arc<AtomicBool>,
+}
+
+/// Run the flow. Job failures are reported in the summary (and by the exit code); an
+/// `Err` means the run could not be carried out at all.
+pub fn run_flow(
+    renv: &RunEnv<'_>,
+    req: RunRequest<'_>,
+    store: Arc<dyn StateStore>,
+    resources: Vec<ResolvedResource>,
+) -> Result<RunSummary, RunError> {
+    let run_id = req.run_id.clone().unwrap_or_else(new_run_id);
+    let flow_id = req.meta.id.clone();
+    let obs = renv.observer;
+    obs.set_flow(&flow_id);
+    let work_root = std::path::absolute(&req.meta.workspace.root)
+        .unwrap_or_else(|_| PathBuf::from(&req.meta.workspace.root));
+    let runner = Runner {
+        env: renv,
+        store,
+        connectors: Arc::new(Connectors::new(resources)),
+        flow_id: flow_id.clone(),
+        run_id: run_id.clone(),
+        work_root,
+        meta: req.meta,
+        env_value: Value::Object(
+            renv.env
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+                .collect(),
+        ),
+        cancel: Arc::new(AtomicBool::new(false)),
+    };
+
+    let started = Instant::now();
+    let yaml = req.flow_path.display().to_string();
+    runner.store.begin_run(&RunStart {
+        flow_id: &flow_id,
+        run_id: &run_id,
+        flow_yaml: &yaml,
+        started_at_ms: now_ms(),
+    })?;
+    obs.event(
+        Level::Info,
+        "run_start",
+        &[
+            ("flow_id", json!(flow_id)),
+            ("run_id", json!(run_id)),
+            ("yaml", json!(yaml)),
+        ],
+    );
+
+    let mut results: BTreeMap<String, JobResult> = BTreeMap::new();
+    let mut summaries: Vec<Value> = Vec::new();
+    let mut status_counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut failed_jobs = 0usize;
+
+    for job in &req.spec.jobs {
+        if let Some(only) = &req.flow_job {
+            if &job.id != only {
+                continue;
+            }
+            // Dependencies ran in earlier processes: take their status from the store.
+            for dep in &job.depends_on {
+                if !results.contains_key(dep) {
+                    if let Some(rec) = runner.store.job(&JobKey::new(&flow_id, &run_id, dep))? {
+                        results.insert(
+                            dep.clone(),
+                            JobResult {
+                                status: rec.status,
+                                outputs: match rec.outputs {
+                                    Some(Value::Object(m)) => m,
+                                    _ => Map::new(),
+                                },
+                                skip_reason: rec.skip_reason,
+                                skip_trigger: None,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        let (result, summary) = runner.run_job(job, &results)?;
+        *status_counts.entry(result.status.as_str()).or_default() += 1;
+        if result.status == JobStatus::Failed {
+            failed_jobs += 1;
+        }
+        if let Some(s) = summary {
+            summaries.push(s);
+        }
+        results.insert(job.id.clone(), result);
+    }
+
+    let duration_ms = started.elapsed().as_millis() as u64;
+    obs.event(
+        Level::Info,
+        "run_summary",
+        &[
+            ("flow_id", json!(flow_id)),
+            ("run_id", json!(run_id)),
+            ("duration_ms", json!(duration_ms)),
+            ("status_counts", json!(status_counts)),
+            ("jobs", Value::Array(summaries)),
+        ],
+    );
+    let status = if failed_jobs > 0 {
+        RunStatus::Failed
+    } else {
+        RunStatus::Success
+    };
+    runner.store.end_run(&flow_id, &run_id, status, now_ms())?;
+    Ok(RunSummary {
+        flow_id,
+        run_id,
+        failed_jobs,
+    })
+}
+
+/// Why a job stopped early.
+struct JobFailure(String);
+
+impl<'a> Runner<'a> {
+    fn ids(&self, job_id: &str) -> Vec<(&'static str, Value)> {
+        vec![
+            ("flow_id", json!(self.flow_id)),
+            ("run_id", json!(self.run_id)),
+            ("job_id", json!(job_id)),
+        ]
+    }
+
+    fn jobs_value(results: &BTreeMap<String, JobResult>) -> Value {
+        Value::Object(
+            results
+                .iter()
+                .map(|(k, r)| (k.clone(), r.to_value()))
+                .collect(),
+        )
+    }
+
+    fn record_job(
+        &self,
+        job_id: &str,
+        status: JobStatus,
+        detail: JobDetail,
+    ) -> Result<(), RunError> {
+        self.store.set_job_status(
+            &JobKey::new(&self.flow_id, &self.run_id, job_id),
+            status,
+            &detail,
+        )?;
+        Ok(())
+    }
+
+    fn run_job(
+        &self,
+        job: &JobSpec,
+        results: &BTreeMap<String, JobResult>,
+    ) -> Result<(JobResult, Option<Value>), RunError> {
+        let obs = self.env.observer;
+        // A dependency that did not succeed (failed, skipped, blocked, never ran) blocks.
+        let blocked = job
+            .depends_on
+            .iter()
+            .any(|d| results.get(d).map(|r| r.status) != Some(JobStatus::Success));
+        if blocked {
+            let mut f = self.ids(&job.id);
+            f.push(("depends_on", json!(job.depends_on)));
+            obs.message(
+                Level::Warning,
+                &format!("Job blocked job_id={}", job.id),
+                &f,
+            );
+            self.record_job(&job.id, JobStatus::Blocked, JobDetail::default())?;
+            return Ok((
+                JobResult {
+                    status: JobStatus::Blocked,
+                    outputs: Map::new(),
+                    skip_reason: None,
+                    skip_trigger: None,
+                },
+                None,
+            ));
+        }
+        if let Some(expr) = job.when.as_deref().filter(|w| !w.trim().is_empty()) {
+            match template::when::evaluate(expr, &Self::jobs_value(results)) {
+                Ok(true) => {}
+                Ok(false) => {
+                    obs.message(
+                        Level::Info,
+                        &format!("Job skipped job_id={} when=({expr})", job.id),
+                        &self.ids(&job.id),
+                    );
+                    let reason = "condition=false".to_string();
+                    self.record_job(
+                        &job.id,
+                        JobStatus::Skipped,
+                        JobDetail {
+                            skip_reason: Some(reason.clone()),
+                            ..Default::default()
+                        },
+                    )?;
+                    return Ok((
+                        JobResult {
+                            status: JobStatus::Skipped,
+                            outputs: Map::new(),
+                            skip_reason: Some(reason),
+                            skip_trigger: None,
+                        },
+                        None,
+                    ));
+                }
+                Err(e) => {
+                    let msg = format!("Invalid job.when for job_id={}: {e}", job.id);
+                    let mut f = self.ids(&job.id);
+                    f.push(("error", json!(msg)));
+                    obs.message(Level::Error, &format!("Job failed: {msg}"), &f);
+                    self.record_job(
+                        &job.id,
+                        JobStatus::Failed,
+                        JobDetail {
+                            error: Some(msg),
+                            ..Default::default()
+                        },
+                    )?;
+                    return Ok((
+                        JobResult {
+                            status: JobStatus::Failed,
+                            outputs: Map::new(),
+                            skip_reason: None,
+                            skip_trigger: None,
+                        },
+                        None,
+                    ));
+                }
+            }
+        }
+
+        let started_ms = now_ms();
+        let started = Instant::now();
+        self.record_job(
+            &job.id,
+            JobStatus::Running,
+            JobDetail {
+                started_at_ms: Some(started_ms),
+                ..Default::default()
+            },
+        )?;
+        obs.event(Level::Info, "job_start", &self.ids(&job.id));
+
+        let job_dir = self
+            .work_root
+            .join(&self.flow_id)
+            .join(&job.id)
+            .join(&self.run_id);
+        let mut steps_summary = Vec::new();
+        let outcome = self.run_steps(job, results, &job_dir, &mut steps_summary);
+        let duration_ms = started.elapsed().as_millis() as i64;
+        let policy = self.meta.workspace.cleanup_policy;
+
+        let (result, error) = match outcome {
+            Ok((outputs, skip)) => {
+                let (status, skip_reason, skip_trigger) = match skip {
+                    Some(reason) => {
+                        obs.message(
+                            Level::Info,
+                            &format!("Job skipped (no data) reason={reason}"),
+                            &self.ids(&job.id),
+                        );
+                        (JobStatus::Skipped, Some(reason), Some("step"))
+                    }
+                    None => {
+                        obs.message(Level::Info, "Job success", &self.ids(&job.id));
+                        (JobStatus::Success, None, None)
+                    }
+                };
+                (
+                    JobResult {
+                        status,
+                        outputs,
+                        skip_reason,
+                        skip_trigger,
+                    },
+                    None,
+                )
+            }
+            Err(JobFailure(msg)) => {
+                let mut f = self.ids(&job.id);
+                f.push(("error", json!(msg)));
+                obs.message(Level::Error, &format!("Job failed: {msg}"), &f);
+                (
+                    JobResult {
+                        status: JobStatus::Failed,
+                        outputs: Map::new(),
+                        skip_reason: None,
+                        skip_trigger: None,
+                    },
+                    Some(msg),
+                )
+            }
+        };
+        self.record_job(
+            &job.id,
+            result.status,
+            JobDetail {
+                started_at_ms: None,
+                ended_at_ms: Some(now_ms()),
+                duration_ms: Some(duration_ms),
+                skip_reason: result.skip_reason.clone(),
+                outputs: Some(Value::Object(result.outputs.clone())),
+                error: error.clone(),
+            },
+        )?;
+        let mut end = self.ids(&job.id);
+        end.push(("status", json!(result.status.as_str())));
+        end.push(("duration_ms", json!(duration_ms)));
+        end.push(("skip_reason", json!(result.skip_reason)));
+        if let Some(e) = &error {
+            end.push(("error", json!(e)));
+        }
+        obs.event(Level::Info, "job_end", &end);
+
+        let cleanup = match policy {
+            CleanupPolicy::Always => true,
+            CleanupPolicy::OnSuccess => result.status != JobStatus::Failed,
+            CleanupPolicy::Never => false,
+        };
+        if cleanup && job_dir.exists() {
+            let _ = std::fs::remove_dir_all(&job_dir);
+            obs.message(Level::Info, "Job cleaned up", &self.ids(&job.id));
+        }
+        let summary = json!({
+            "job_id": job.id,
+            "status": result.status.as_str(),
+            "duration_ms": duration_ms,
+            "skip_reason": result.skip_reason,
+            "steps": steps_summary,
+        });
+        Ok((result, Some(summary)))
+    }
+
+    /// The steps of a job. Returns the promoted job outputs and, if a step short-circuited
+    /// the job (`on_no_data: skip_job`), the skip reason.
+    fn run_steps(
+        &self,
+        job: &JobSpec,
+        results: &BTreeMap<String, JobResult>,
+        job_dir: &Path,
+        summary: &mut Vec<Value>,
+    ) -> Result<(Map<String, Value>, Option<String>), JobFailure> {
+        let obs = self.env.observer;
+        let layout = &self.meta.workspace.layout;
+        let dir_of = |key: &str| job_dir.join(layout.get(key).map(String::as_str).unwrap_or(key));
+        let (artifacts, scratch, manifests) =
+            (dir_of("artifacts"), dir_of("scratch"), dir_of("manifests"));
+        for d in [&artifacts, &scratch, &manifests] {
+            std::fs::create_dir_all(d).map_err(|e| {
+                JobFailure(format!(
+                    "cannot create the job workspace `{}`: {e}",
+                    d.display()
+                ))
+            })?;
+        }
+
+        let mut scope = Map::new();
+        scope.insert("env".into(), self.env_value.clone());
+        scope.insert("steps".into(), Value::Object(Map::new()));
+        scope.insert("job".into(), json!({"id": job.id, "outputs": {}}));
+        scope.insert("run_id".into(), json!(self.run_id));
+        scope.insert("flow_id".into(), json!(self.flow_id));
+        scope.insert("result".into(), json!({}));
+        scope.insert("jobs".into(), Self::jobs_value(results));
+
+        let mut job_outputs: Map<String, Value> = Map::new();
+        let mut skip_rest: Option<String> = None;
+        let jkey = JobKey::new(&self.flow_id, &self.run_id, &job.id);
+
+        for step in &job.steps {
+            let skey = jkey.step(&step.id);
+            if let Some(reason) = &skip_rest {
+                obs.message(
+                    Level::Info,
+                    &format!(
+                        "Step skipped (job short-circuit) step_id={} reason={reason}",
+                        step.id
+                    ),
+                    &self.ids(&job.id),
+                );
+                let out = json!({"skipped": true, "reason": reason});
+                self.store
+                    .step_finished(
+                        &skey,
+                        &StepEnd {
+                            status: StepOutcome::Skipped,
+                            outputs: Some(out.clone()),
+                            reason: Some(reason.clone()),
+                            error: None,
+                            ended_at_ms: now_ms(),
+                            duration_ms: None,
+                        },
+                    )
+                    .map_err(|e| JobFailure(e.to_string()))?;
+                set_step_output(&mut scope, &step.id, out);
+                continue;
+            }
+
+            // Resume: a finished step is not run again; its outputs come back.
+            let prev = self
+                .store
+                .step(&skey)
+                .map_err(|e| JobFailure(e.to_string()))?;
+            if let Some(prev) = prev.filter(|p| p.status.is_done()) {
+                obs.message(
+                    Level::Info,
+                    &format!(
+                        "Step skip (resume) step_id={} prev={}",
+                        step.id,
+                        prev.status.as_str()
+                    ),
+                    &self.ids(&job.id),
+                );
+                let out = match prev.outputs {
+                    Some(Value::Object(m)) => m,
+                    _ => Map::new(),
+                };
+                let skipped = prev.status == aetherflow_state::StepStatus::Skipped;
+                self.promote(step, &out, &mut scope, &mut job_outputs)?;
+                set_step_output(&mut scope, &step.id, Value::Object(out.clone()));
+                if skipped && step.on_no_data == Some(OnNoData::SkipJob) {
+                    skip_rest = Some(skip_reason_of(&out, prev.reason.as_deref()));
+                }
+                continue;
+            }
+
+            let inputs = template::render(&step.inputs, &scope, Phase::Step)
+                .map_err(|e| JobFailure(format!("step {}: {e}", step.id)))?;
+
+            let started_ms = now_ms();
+            let attempt = self
+                .store
+                .step_started(&skey, &step.type_, started_ms)
+                .map_err(|e| JobFailure(e.to_string()))?;
+            let mut f = self.ids(&job.id);
+            f.push(("step_id", json!(step.id)));
+            f.push(("step_type", json!(step.type_)));
+            obs.event(Level::Info, "step_start", &f);
+            let t0 = Instant::now();
+
+            let ctx = AttemptContext {
+                flow_id: self.flow_id.clone(),
+                run_id: self.run_id.clone(),
+                job_id: job.id.clone(),
+                step_id: step.id.clone(),
+                step_type: step.type_.clone(),
+                attempt,
+                workspace: job_dir.to_path_buf(),
+                artifacts_dir: artifacts.clone(),
+                scratch_dir: scratch.clone(),
+                manifests_dir: manifests.clone(),
+            };
+            let timeout = step
+                .timeout_seconds
+                .and_then(|s| parse_seconds(&s.to_string()))
+                .unwrap_or(self.env.settings.step_timeout);
+            let outcome = self.execute(&step.type_, &ctx, &inputs, timeout, 0);
+            let duration_ms = t0.elapsed().as_millis() as i64;
+
+            let ret = match outcome {
+                Ok(r) => r,
+                Err(msg) => {
+                    self.store
+                        .step_finished(
+                            &skey,
+                            &StepEnd {
+                                status: StepOutcome::Failed,
+                                outputs: None,
+                                reason: None,
+                                error: Some(msg.clone()),
+                                ended_at_ms: now_ms(),
+                                duration_ms: Some(duration_ms),
+                            },
+                        )
+                        .map_err(|e| JobFailure(e.to_string()))?;
+                    let mut f = f.clone();
+                    f.push(("status", json!("FAILED")));
+                    f.push(("duration_ms", json!(duration_ms)));
+                    f.push(("error", json!(msg)));
+                    obs.event(Level::Error, "step_end", &f);
+                    summary.push(json!({"step_id": step.id, "step_type": step.type_, "status": "FAILED", "duration_ms": duration_ms}));
+                    return Err(JobFailure(msg));
+                }
+            };
+            let mut out = ret.outputs;
+            if let Some(reason) = ret.reason.as_ref().filter(|r| !r.is_empty()) {
+                out.entry("reason")
+                    .or_insert_with(|| Value::from(reason.clone()));
+            }
+            let status = if ret.skipped {
+                StepOutcome::Skipped
+            } else {
+                StepOutcome::Success
+            };
+            // Durable before anything that depends on it (the next step, promotion).
+            self.store
+                .step_finished(
+                    &skey,
+                    &StepEnd {
+                        status,
+                        outputs: Some(Value::Object(out.clone())),
+                        reason: ret.reason.clone(),
+                        error: None,
+                        ended_at_ms: now_ms(),
+                        duration_ms: Some(duration_ms),
+                    },
+                )
+                .map_err(|e| JobFailure(e.to_string()))?;
+            set_step_output(&mut scope, &step.id, Value::Object(out.clone()));
+            self.promote(step, &out, &mut scope, &mut job_outputs)?;
+            let mut f = f;
+            f.push(("status", json!(status.as_str())));
+            f.push(("duration_ms", json!(duration_ms)));
+            obs.event(Level::Info, "step_end", &f);
+            summary.push(json!({"step_id": step.id, "step_type": step.type_, "status": status.as_str(), "duration_ms": duration_ms}));
+            if ret.skipped && step.on_no_data == Some(OnNoData::SkipJob) {
+                let reason = skip_reason_of(&out, ret.reason.as_deref());
+                obs.message(
+                    Level::Info,
+                    &format!(
+                        "Job short-circuit after step_id={} reason={reason}",
+                        step.id
+                    ),
+                    &self.ids(&job.id),
+                );
+                skip_rest = Some(reason);
+            }
+        }
+        Ok((job_outputs, skip_rest))
+    }
+
+    /// Render a step's `outputs:` with `result` = its outputs and merge into job outputs.
+    fn promote(
+        &self,
+        step: &StepSpec,
+        out: &Map<String, Value>,
+        scope: &mut Map<String, Value>,
+        job_outputs: &mut Map<String, Value>,
+    ) -> Result<(), JobFailure> {
+        let has_outputs = step.outputs.as_object().is_some_and(|m| !m.is_empty());
+        if !has_outputs {
+            return Ok(());
+        }
+        scope.insert("result".into(), Value::Object(out.clone()));
+        let rendered = template::render(&step.outputs, scope, Phase::Step);
+        scope.insert("result".into(), json!({}));
+        let rendered =
+            rendered.map_err(|e| JobFailure(format!("step {} outputs: {e}", step.id)))?;
+        if let Value::Object(m) = rendered {
+            job_outputs.extend(m);
+        }
+        if let Some(Value::Object(job)) = scope.get_mut("job") {
+            job.insert("outputs".into(), Value::Object(job_outputs.clone()));
+        }
+        Ok(())
+    }
+
+    /// One attempt of a step of any kind. `depth` guards against `with_lock` nesting loops.
+    fn execute(
+        &self,
+        step_type: &str,
+        ctx: &AttemptContext,
+        inputs: &Value,
+        timeout: Duration,
+        depth: usize,
+    ) -> Result<StepReturn, String> {
+        let imp = self
+            .env
+            .registry
+            .get(step_type)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "Unknown step type: {step_type}. Loaded: [{}]",
+                    self.env
+                        .registry
+                        .names()
+                        .iter()
+                        .map(|n| format!("'{n}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+        match imp {
+            StepImpl::Component(step) => {
+                let grants = grants_for(&step.info.capabilities, inputs);
+                let logger = self.step_logger(ctx);
+                self.env
+                    .registry
+                    .sandbox()
+                    .run(
+                        &step,
+                        ctx,
+                        inputs,
+                        Limits {
+                            timeout,
+                            memory_bytes: self.env.settings.step_memory_bytes,
+                        },
+                        grants,
+                        self.connectors.clone(),
+                        logger,
+                    )
+                    .map_err(|f| f.message)
+            }
+            StepImpl::ExternalProcess => crate::native::external_process(
+                self.env,
+                &self.work_root,
+                ctx,
+                inputs,
+                &self.cancel,
+            ),
+            StepImpl::WithLock => {
+                if depth > 8 {
+                    return Err("with_lock nested more than 8 levels deep".into());
+                }
+                crate::native::with_lock(
+                    self.store.as_ref(),
+                    &self.run_id,
+                    ctx,
+                    inputs,
+                    |inner_type, inner_ctx, inner_inputs| {
+                        self.execute(inner_type, inner_ctx, inner_inputs, timeout, depth + 1)
+                    },
+                )
+            }
+        }
+    }
+
+    fn step_logger(&self, ctx: &AttemptContext) -> StepLogger {
+        let ids = vec![
+            ("flow_id", json!(ctx.flow_id)),
+            ("run_id", json!(ctx.run_id)),
+            ("job_id", json!(ctx.job_id)),
+            ("step_id", json!(ctx.step_id)),
+        ];
+        let sink = self.env.observer.clone();
+        Arc::new(
+            move |level: LogLevel, message: &str, fields: Map<String, Value>| {
+                let lvl = match level {
+                    LogLevel::Trace | LogLevel::Debug => Level::Debug,
+                    LogLevel::Info => Level::Info,
+                    LogLevel::Warn => Level::Warning,
+                    LogLevel::Error => Level::Error,
+                };
+                let mut f = ids.clone();
+                f.push(("message", json!(message)));
+                if !fields.is_empty() {
+                    f.push(("fields", Value::Object(fields)));
+                }
+                sink.event(lvl, "step_log", &f);
+            },
+        )
+    }
+}
+
+fn set_step_output(scope: &mut Map<String, Value>, step_id: &str, out: Value) {
+    if let Some(Value::Object(steps)) = scope.get_mut("steps") {
+        steps.insert(step_id.to_string(), out);
+    }
+}
+
+fn skip_reason_of(out: &Map<String, Value>, reason: Option<&str>) -> String {
+    out.get("reason")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .or(reason.filter(|s| !s.is_empty()))
+        .unwrap_or("step requested skip_job")
+        .to_string()
+}
+
+/// The resources a component may use: those named by the inputs its `describe` declares.
+fn grants_for(capabilities: &[(String, String)], inputs: &Value) -> Vec<String> {
+    capabilities
+        .iter()
+        .filter_map(|(_kind, input)| inputs.get(input).and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
+}

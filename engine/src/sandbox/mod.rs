@@ -1,0 +1,452 @@
+//! The wasmtime host. One [`Sandbox`] per process: a wasmtime `Engine` with the pooling
+//! allocator and epoch interruption, a linker with WASI p2 (no env, args, sockets) plus our
+//! `log`/`sql` imports, and an on-disk cache of precompiled components. Every step attempt
+//! gets a fresh `Store` and instance from a cached `InstancePre`, so a trap can never leak
+//! state into the next attempt.
+
+mod cache;
+mod host;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+pub use host::{HostState, LogLevel, StepLogger};
+
+use crate::connectors::Connectors;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "step",
+        imports: { default: trappable },
+        with: {
+            "aetherflow:step/sql.cursor": crate::connectors::sqlite::SqlCursor,
+        },
+    });
+}
+
+use bindings::aetherflow::step::types as wit;
+
+/// How often the epoch advances; deadlines are measured in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// What a guest may print to its own stdout/stderr (kept for the failure report).
+const STDIO_CAPTURE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot configure the wasm engine: {0}")]
+    Engine(String),
+    #[error("step component `{origin}` is invalid: {message}")]
+    Load { origin: String, message: String },
+}
+
+/// Where a component came from (shown by errors and `steps list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Builtin,
+    Plugin(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Builtin => f.write_str("builtin"),
+            Origin::Plugin(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// What a component says about itself in `describe`.
+#[derive(Debug, Clone)]
+pub struct StepInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub input_schema: Value,
+    /// (connector kind, the input naming the resource).
+    pub capabilities: Vec<(String, String)>,
+}
+
+/// A compiled, linked component ready to instantiate.
+pub struct LoadedStep {
+    pub info: StepInfo,
+    pub sha256: String,
+    pub origin: Origin,
+    pre: bindings::StepPre<HostState>,
+}
+
+/// Per-attempt limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+}
+
+/// Identity and workspace of one attempt (mirrors the WIT `step-context`).
+#[derive(Debug, Clone)]
+pub struct AttemptContext {
+    pub flow_id: String,
+    pub run_id: String,
+    pub job_id: String,
+    pub step_id: String,
+    pub step_type: String,
+    pub attempt: u32,
+    pub workspace: PathBuf,
+    pub artifacts_dir: PathBuf,
+    pub scratch_dir: PathBuf,
+    pub manifests_dir: PathBuf,
+}
+
+/// A step's successful return.
+#[derive(Debug, Clone)]
+pub struct StepReturn {
+    pub skipped: bool,
+    pub outputs: Map<String, Value>,
+    pub reason: Option<String>,
+}
+
+/// Why an attempt failed. `message` is what the user sees.
+#[derive(Debug, Clone)]
+pub struct StepFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The step returned a `step-error`.
+    StepError,
+    Timeout,
+    Memory,
+    Trap,
+    /// The host could not set the attempt up (workspace, instantiation).
+    Host,
+}
+
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: Option<cache::ComponentCache>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Sandbox {
+    /// `cache_dir`: where precompiled components are kept (`None` disables the cache).
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, SandboxError> {
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true);
+        cfg.epoch_interruption(true);
+        let mut pool = PoolingAllocationConfig::default();
+        // Steps run one at a time; a few slots cover nested with_lock and describe calls.
+        pool.total_component_instances(16);
+        pool.total_core_instances(128);
+        pool.total_memories(32);
+        pool.total_tables(64);
+        pool.total_stacks(16);
+        pool.max_memory_size(4 << 30);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&cfg).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        bindings::Step::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("aetherflow-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| SandboxError::Engine(format!("cannot start epoch thread: {e}")))?;
+        }
+        let cache = cache_dir.map(|dir| cache::ComponentCache::new(dir, &engine));
+        Ok(Sandbox {
+            engine,
+            linker,
+            cache,
+            stop_ticker,
+        })
+    }
+
+    /// Compile (or fetch from the cache), link and describe a component.
+    pub fn load(&self, bytes: &[u8], origin: Origin) -> Result<LoadedStep, SandboxError> {
+        let load_err = |message: String| SandboxError::Load {
+            origin: origin.to_string(),
+            message,
+        };
+        let sha256 = hex(&Sha256::digest(bytes));
+        let component = match &self.cache {
+            Some(cache) => cache.get_or_compile(&self.engine, &sha256, bytes),
+            None => Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}")),
+        }
+        .map_err(load_err)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| load_err(explain_link_error(&format!("{e:#}"))))?;
+        let pre = bindings::StepPre::new(pre).map_err(|e| {
+            load_err(format!(
+                "it does not implement the `aetherflow:step/step` world: {e:#}"
+            ))
+        })?;
+        let info = self.describe(&pre).map_err(load_err)?;
+        Ok(LoadedStep {
+            info,
+            sha256,
+            origin,
+            pre,
+        })
+    }
+
+    fn describe(&self, pre: &bindings::StepPre<HostState>) -> Result<StepInfo, String> {
+        let mut store = self.store(HostState::new(
+            WasiCtxBuilder::new().build(),
+            64 << 20,
+            None,
+        ));
+        store.set_epoch_deadline(ticks(Duration::from_secs(10)));
+        let step = pre
+            .instantiate(&mut store)
+            .map_err(|e| format!("cannot instantiate: {e:#}"))?;
+        let info = step
+            .call_describe(&mut store)
+            .map_err(|e| format!("`describe` failed: {e:#}"))?;
+        let input_schema = serde_json::from_str(&info.input_schema)
+            .map_err(|e| format!("`describe` returned an input schema that is not JSON: {e}"))?;
+        if info.name.trim().is_empty() {
+            return Err("`describe` returned an empty step name".into());
+        }
+        Ok(StepInfo {
+            name: info.name,
+            version: info.version,
+            description: info.description,
+            input_schema,
+            capabilities: info
+                .capabilities
+                .into_iter()
+                .map(|c| (c.kind, c.input))
+                .collect(),
+        })
+    }
+
+    fn store(&self, state: HostState) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Run one attempt of a step in a fresh store and instance.
+    pub fn run(
+        &self,
+        step: &LoadedStep,
+        ctx: &AttemptContext,
+        inputs: &Value,
+        limits: Limits,
+        grants: Vec<String>,
+        connectors: Arc<Connectors>,
+        logger: StepLogger,
+    ) -> Result<StepReturn, StepFailure> {
+        let host_err = |message: String| StepFailure {
+            kind: FailureKind::Host,
+            message,
+        };
+        let stdout = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
+        let stderr = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
+        let wasi = build_wasi(&ctx.workspace, stdout.clone(), stderr.clone()).map_err(|e| {
+            host_err(format!(
+                "cannot prepare the workspace for step {}: {e}",
+                ctx.step_id
+            ))
+        })?;
+        let state = HostState::new(
+            wasi,
+            limits.memory_bytes,
+            Some(host::StepEnv::new(
+                grants,
+                connectors,
+                logger,
+                ctx.step_id.clone(),
+            )),
+        );
+        let mut store = self.store(state);
+        store.set_epoch_deadline(ticks(limits.timeout));
+        let started = Instant::now();
+
+        let wit_ctx = wit::StepContext {
+            flow_id: ctx.flow_id.clone(),
+            run_id: ctx.run_id.clone(),
+            job_id: ctx.job_id.clone(),
+            step_id: ctx.step_id.clone(),
+            step_type: ctx.step_type.clone(),
+            attempt: ctx.attempt,
+            workspace: path_str(&ctx.workspace),
+            artifacts_dir: path_str(&ctx.artifacts_dir),
+            scratch_dir: path_str(&ctx.scratch_dir),
+            manifests_dir: path_str(&ctx.manifests_dir),
+        };
+        let result = step
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.call_run(&mut store, &wit_ctx, &inputs.to_string()));
+        match result {
+            Ok(Ok(r)) => {
+                let outputs = match serde_json::from_str::<Value>(&r.outputs) {
+                    Ok(Value::Object(m)) => m,
+                    Ok(_) | Err(_) => {
+                        return Err(StepFailure {
+                            kind: FailureKind::StepError,
+                            message: format!(
+                                "step {} returned outputs that are not a JSON object",
+                                ctx.step_id
+                            ),
+                        })
+                    }
+                };
+                Ok(StepReturn {
+                    skipped: matches!(r.status, wit::Status::Skipped),
+                    outputs,
+                    reason: r.reason,
+                })
+            }
+            Ok(Err(e)) => Err(StepFailure {
+                kind: FailureKind::StepError,
+                message: e.message,
+            }),
+            Err(trap) => {
+                let elapsed = started.elapsed();
+                let guest_stderr = String::from_utf8_lossy(&stderr.contents())
+                    .trim()
+                    .to_string();
+                let memory_hit = store.data().limiter.exceeded;
+                Err(classify_trap(
+                    &trap,
+                    &ctx.step_id,
+                    limits,
+                    elapsed,
+                    memory_hit,
+                    &guest_stderr,
+                ))
+            }
+        }
+    }
+}
+
+fn build_wasi(
+    workspace: &Path,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+) -> Result<WasiCtx, String> {
+    let mut b = WasiCtxBuilder::new();
+    b.stdout(stdout).stderr(stderr);
+    b.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    // The workspace is visible at its own absolute path, so guest and host paths agree.
+    b.preopened_dir(workspace, path_str(workspace), FsPerms::ReadWrite)
+        .map_err(|e| format!("{e:#}"))?;
+    Ok(b.build())
+}
+
+fn classify_trap(
+    err: &wasmtime::Error,
+    step_id: &str,
+    limits: Limits,
+    elapsed: Duration,
+    memory_hit: Option<usize>,
+    guest_stderr: &str,
+) -> StepFailure {
+    let stderr_note = if guest_stderr.is_empty() {
+        String::new()
+    } else {
+        format!("\nstep stderr:\n{guest_stderr}")
+    };
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => StepFailure {
+            kind: FailureKind::Timeout,
+            message: format!(
+                "step {step_id} timed out after {}",
+                fmt_duration(limits.timeout.max(elapsed.min(limits.timeout)))
+            ),
+        },
+        _ if memory_hit.is_some() => StepFailure {
+            kind: FailureKind::Memory,
+            message: format!(
+                "step {step_id} exceeded its memory limit of {} MiB (it asked for {} MiB){stderr_note}",
+                limits.memory_bytes >> 20,
+                memory_hit.unwrap_or(0) >> 20
+            ),
+        },
+        Some(Trap::StackOverflow) => StepFailure {
+            kind: FailureKind::Trap,
+            message: format!("step {step_id} crashed: call stack exhausted (infinite recursion?){stderr_note}"),
+        },
+        Some(trap) => StepFailure {
+            kind: FailureKind::Trap,
+            message: format!("step {step_id} crashed: {trap}{stderr_note}"),
+        },
+        None => StepFailure {
+            kind: FailureKind::Trap,
+            message: format!("step {step_id} failed in the host: {err:#}{stderr_note}"),
+        },
+    }
+}
+
+fn explain_link_error(msg: &str) -> String {
+    format!("{msg} (a step may import only WASI preview 2 without sockets and the aetherflow:step interfaces)")
+}
+
+fn fmt_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if (secs - secs.round()).abs() < 1e-9 {
+        format!("{}s", secs.round() as u64)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64 + 1
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl HostState {
+    fn new(wasi: WasiCtx, memory_bytes: usize, step: Option<host::StepEnv>) -> Self {
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: host::MemLimiter::new(memory_bytes),
+            step,
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The immutable environment snapshot and the settings read from it. The process
+//! environment is read once, here, and never mutated; everything else reads the snapshot.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::observe::{Format, Level};
+
+/// `env.*` for templates, and the source of every setting.
+pub type EnvSnapshot = BTreeMap<String, String>;
+
+pub fn process_env() -> EnvSnapshot {
+    std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// How state commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateSync {
+    /// One fsync per step: a committed step survives power loss (default).
+    Full,
+    /// No fsync per commit: a committed step survives a process crash, not power loss.
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub log_level: Level,
+    pub log_format: Format,
+    pub plugin_paths: Vec<PathBuf>,
+    pub plugin_strict: bool,
+    /// Where precompiled components are cached; `None` disables the cache.
+    pub component_cache: Option<PathBuf>,
+    pub step_timeout: Duration,
+    pub step_memory_bytes: usize,
+    pub state_sync: StateSync,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid {var}=`{value}`: {why}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+/// Only the literal `true` (any case) is true, as in the reference.
+fn flag(env: &EnvSnapshot, key: &str, default: bool) -> bool {
+    match env.get(key) {
+        Some(v) => v.trim().eq_ignore_ascii_case("true"),
+        None => default,
+    }
+}
+
+impl Settings {
+    pub fn from_env(env: &EnvSnapshot) -> Result<Settings, SettingsError> {
+        let get = |k: &str| env.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+        let plugin_paths = get("AETHERFLOW_PLUGIN_PATHS")
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let component_cache = match get("AETHERFLOW_COMPONENT_CACHE") {
+            Some(v) if v.eq_ignore_ascii_case("off") => None,
+            _ => Some(match get("AETHERFLOW_CACHE_DIR") {
+                Some(dir) => PathBuf::from(dir),
+                None => dirs::cache_dir()
+                    .unwrap_or_else(std::env::temp_dir)
+                    .join("aetherflow")
+                    .join("components"),
+            }),
+        };
+        let step_timeout = match get("AETHERFLOW_STEP_TIMEOUT_SECONDS") {
+            None => Duration::from_secs(3600),
+            Some(v) => parse_seconds(v).ok_or(SettingsError::Invalid {
+                var: "AETHERFLOW_STEP_TIMEOUT_SECONDS",
+                value: v.into(),
+                why: "expected a positive number of seconds",
+            })?,
+        };
+        let step_memory_bytes = match get("AETHERFLOW_STEP_MEMORY_MB") {
+            None => 1024 << 20,
+            Some(v) => match v.parse::<usize>() {
+                Ok(mb) if mb > 0 && mb <= 4096 => mb << 20,
+                _ => {
+                    return Err(SettingsError::Invalid {
+                        var: "AETHERFLOW_STEP_MEMORY_MB",
+                        value: v.into(),
+                        why: "expected a whole number of MiB between 1 and 4096",
+                    })
+                }
+            },
+        };
+        let state_sync = match get("AETHERFLOW_STATE_SYNC")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("full") => StateSync::Full,
+            Some("normal") => StateSync::Normal,
+            Some(_) => {
+                return Err(SettingsError::Invalid {
+                    var: "AETHERFLOW_STATE_SYNC",
+                    value: get("AETHERFLOW_STATE_SYNC").unwrap_or_default().into(),
+                    why: "expected `full` (power-loss safe) or `normal` (process-crash safe)",
+                })
+            }
+        };
+        Ok(Settings {
+            log_level: Level::parse(get("AETHERFLOW_LOG_LEVEL").unwrap_or("INFO")),
+            log_format: Format::parse(get("AETHERFLOW_LOG_FORMAT").unwrap_or("text")),
+            plugin_paths,
+            plugin_strict: flag(env, "AETHERFLOW_PLUGIN_STRICT", true),
+            component_cache,
+            step_timeout,
+            step_memory_bytes,
+            state_sync,
+        })
+    }
+}
+
+/// A positive, finite number of seconds.
+pub fn parse_seconds(v: &str) -> Option<Duration> {
+    let secs: f64 = v.trim().parse().ok()?;
+    (secs.is_finite() && secs > 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+}

@@ -1,0 +1,194 @@
+//! The step registry: built-in components embedded in the binary (loaded lazily), plugin
+//! components found in `AETHERFLOW_PLUGIN_PATHS`, and the two native steps that cannot run
+//! in a sandbox (`external.process`, `with_lock`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::sandbox::{LoadedStep, Origin, Sandbox, SandboxError};
+
+mod builtins {
+    include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+}
+
+pub const EXTERNAL_PROCESS: &str = "external.process";
+pub const WITH_LOCK: &str = "with_lock";
+
+/// What runs a step type.
+#[derive(Clone)]
+pub enum StepImpl {
+    Component(Arc<LoadedStep>),
+    ExternalProcess,
+    WithLock,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("Plugin path not found: {0}")]
+    PluginPathNotFound(String),
+    #[error("Failed loading plugin file: {path}: {message}")]
+    PluginLoad { path: String, message: String },
+    #[error("plugin `{path}` declares step name `{name}`, which {owner} already uses; give the plugin's step another name")]
+    NameClash {
+        path: String,
+        name: String,
+        owner: String,
+    },
+    #[error("{0}")]
+    Sandbox(#[from] SandboxError),
+}
+
+pub struct Registry {
+    sandbox: Arc<Sandbox>,
+    builtin_bytes: BTreeMap<&'static str, &'static [u8]>,
+    loaded: Mutex<BTreeMap<String, Arc<LoadedStep>>>,
+    plugins: BTreeMap<String, Arc<LoadedStep>>,
+    /// Plugin files skipped in non-strict mode, with why (reported as warnings).
+    pub skipped_plugins: Vec<String>,
+}
+
+impl Registry {
+    pub fn new(
+        sandbox: Arc<Sandbox>,
+        plugin_paths: &[PathBuf],
+        strict: bool,
+    ) -> Result<Registry, RegistryError> {
+        let builtin_bytes: BTreeMap<_, _> = builtins::BUILTIN_COMPONENTS.iter().copied().collect();
+        let mut reg = Registry {
+            sandbox,
+            builtin_bytes,
+            loaded: Mutex::new(BTreeMap::new()),
+            plugins: BTreeMap::new(),
+            skipped_plugins: Vec::new(),
+        };
+        for root in plugin_paths {
+            let abs = std::path::absolute(root).unwrap_or_else(|_| root.clone());
+            if !abs.exists() {
+                if strict {
+                    return Err(RegistryError::PluginPathNotFound(abs.display().to_string()));
+                }
+                reg.skipped_plugins
+                    .push(format!("Plugin path not found: {}", abs.display()));
+                continue;
+            }
+            for file in wasm_files(&abs) {
+                match reg.load_plugin(&file) {
+                    Ok(()) => {}
+                    Err(e) if strict => return Err(e),
+                    Err(e) => reg.skipped_plugins.push(e.to_string()),
+                }
+            }
+        }
+        Ok(reg)
+    }
+
+    fn load_plugin(&mut self, file: &Path) -> Result<(), RegistryError> {
+        let path = file.display().to_string();
+        let bytes = std::fs::read(file).map_err(|e| RegistryError::PluginLoad {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        let step = self
+            .sandbox
+            .load(&bytes, Origin::Plugin(file.to_path_buf()))
+            .map_err(|e| RegistryError::PluginLoad {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        let name = step.info.name.clone();
+        let owner = if self.builtin_bytes.contains_key(name.as_str())
+            || name == EXTERNAL_PROCESS
+            || name == WITH_LOCK
+        {
+            Some("the built-in step".to_string())
+        } else {
+            self.plugins
+                .get(&name)
+                .map(|other| format!("plugin `{}`", other.origin))
+        };
+        if let Some(owner) = owner {
+            return Err(RegistryError::NameClash { path, name, owner });
+        }
+        self.plugins.insert(name, Arc::new(step));
+        Ok(())
+    }
+
+    /// Every registered step type, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .builtin_bytes
+            .keys()
+            .map(|s| s.to_string())
+            .chain(self.plugins.keys().cloned())
+            .chain([EXTERNAL_PROCESS.to_string(), WITH_LOCK.to_string()])
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        name == EXTERNAL_PROCESS
+            || name == WITH_LOCK
+            || self.builtin_bytes.contains_key(name)
+            || self.plugins.contains_key(name)
+    }
+
+    /// The implementation of a step type; built-ins are compiled (or fetched from the
+    /// component cache) on first use.
+    pub fn get(&self, name: &str) -> Result<Option<StepImpl>, RegistryError> {
+        match name {
+            EXTERNAL_PROCESS => return Ok(Some(StepImpl::ExternalProcess)),
+            WITH_LOCK => return Ok(Some(StepImpl::WithLock)),
+            _ => {}
+        }
+        if let Some(p) = self.plugins.get(name) {
+            return Ok(Some(StepImpl::Component(p.clone())));
+        }
+        let Some(bytes) = self.builtin_bytes.get(name) else {
+            return Ok(None);
+        };
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = loaded.get(name) {
+            return Ok(Some(StepImpl::Component(s.clone())));
+        }
+        let step = Arc::new(self.sandbox.load(bytes, Origin::Builtin)?);
+        loaded.insert(name.to_string(), step.clone());
+        Ok(Some(StepImpl::Component(step)))
+    }
+
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+}
+
+/// A `.wasm` file, or every `.wasm` below a directory (sorted; names starting with `_` are
+/// skipped, like the reference skips `_*.py`).
+fn wasm_files(root: &Path) -> Vec<PathBuf> {
+    if root.is_file() {
+        return vec![root.to_path_buf()];
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "wasm")
+                && !p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with('_'))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
