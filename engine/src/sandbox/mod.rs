@@ -404,10 +404,15 @@ fn classify_trap(
             kind: FailureKind::Trap,
             message: format!("step {step_id} crashed: call stack exhausted (infinite recursion?){stderr_note}"),
         },
-        Some(trap) => StepFailure {
-            kind: FailureKind::Trap,
-            message: format!("step {step_id} crashed: {trap}{stderr_note}"),
-        },
+        Some(trap) => {
+            // Trap's Display reads "wasm trap: wasm `unreachable` ..."; say it once.
+            let what = trap.to_string();
+            let what = what.strip_prefix("wasm trap: ").unwrap_or(&what).to_string();
+            StepFailure {
+                kind: FailureKind::Trap,
+                message: format!("step {step_id} crashed: {what}{stderr_note}"),
+            }
+        }
         None => StepFailure {
             kind: FailureKind::Trap,
             message: format!("step {step_id} failed in the host: {err:#}{stderr_note}"),

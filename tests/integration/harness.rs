@@ -1,0 +1,245 @@
+//! A fluent builder around the real `aetherflow` binary:
+//! `Test::new().flow("...").args(["run", "flow.yaml"]).run().status(0)`.
+//!
+//! Every test gets its own temporary directory (`{ROOT}` in files is replaced by its path),
+//! a clean environment (no inherited `AETHERFLOW_*` variables), JSON logs, and a component
+//! cache shared by all tests so components compile once.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_aetherflow");
+
+pub struct Test {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl Test {
+    pub fn new() -> Test {
+        Test {
+            dir: tempfile::tempdir().expect("tempdir"),
+            env: vec![
+                ("AETHERFLOW_LOG_FORMAT".into(), "json".into()),
+                (
+                    "AETHERFLOW_CACHE_DIR".into(),
+                    cache_dir().display().to_string(),
+                ),
+            ],
+            args: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Write a file (parents created); `{ROOT}` is replaced by the test directory.
+    pub fn file(self, rel: &str, contents: &str) -> Test {
+        self.write(rel, contents);
+        self
+    }
+
+    /// Like [`Test::file`], for a test already built.
+    pub fn write(&self, rel: &str, contents: &str) {
+        let p = self.path(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(
+            &p,
+            contents.replace("{ROOT}", &self.root().display().to_string()),
+        )
+        .unwrap();
+    }
+
+    /// `flow.yaml` in the test directory.
+    pub fn flow(self, yaml: &str) -> Test {
+        self.file("flow.yaml", yaml)
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<str>) -> Test {
+        self.env.push((key.into(), value.as_ref().into()));
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Test
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.args = args.into_iter().map(|s| s.as_ref().to_string()).collect();
+        self
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(self.root());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("AETHERFLOW_") {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.args(args);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// Run with the builder's args.
+    pub fn run(&self) -> Outcome {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.run_args(&args)
+    }
+
+    pub fn run_args(&self, args: &[&str]) -> Outcome {
+        Outcome::from(self.command(args).output().expect("spawn aetherflow"))
+    }
+
+    /// Start in the background (stdout/stderr piped).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn aetherflow")
+    }
+
+    /// The state store of a flow whose `state.path` is `{ROOT}/state.sqlite`.
+    pub fn store(&self) -> aetherflow_state::SqliteStore {
+        aetherflow_state::SqliteStore::open(
+            self.path("state.sqlite"),
+            aetherflow_state::Durability::Process,
+        )
+        .expect("open state store")
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Outcome {
+    fn from(o: Output) -> Outcome {
+        Outcome {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Outcome {
+    #[track_caller]
+    pub fn status(&self, code: i32) -> &Outcome {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Outcome {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Outcome {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Every stderr line as JSON (JSON log mode); panics on a line that is not JSON.
+    #[track_caller]
+    pub fn events(&self) -> Vec<Value> {
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// The events named `name`.
+    pub fn named(&self, name: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == name)
+            .collect()
+    }
+
+    /// The run id from the result line on stdout.
+    pub fn run_id(&self) -> String {
+        let line = self.stdout.lines().last().unwrap_or_default();
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("run_id="))
+            .unwrap_or_else(|| panic!("no run_id in stdout: {}", self.stdout))
+            .to_string()
+    }
+
+    /// `job_id -> status` from the run_summary event.
+    pub fn job_statuses(&self) -> Vec<(String, String)> {
+        let summary = self.named("run_summary");
+        let s = summary.last().expect("run_summary event");
+        s["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| {
+                (
+                    j["job_id"].as_str().unwrap().to_string(),
+                    j["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Job status from the state store.
+pub fn job_status(
+    store: &aetherflow_state::SqliteStore,
+    flow: &str,
+    run: &str,
+    job: &str,
+) -> String {
+    use aetherflow_state::{JobKey, StateStore};
+    store
+        .job(&JobKey::new(flow, run, job))
+        .unwrap()
+        .map(|r| r.status.as_str().to_string())
+        .unwrap_or_else(|| "<none>".into())
+}
+
+/// The flow header used by most tests: workspace and state under the test directory.
+pub fn header(id: &str) -> String {
+    format!(
+        "version: 1\nflow:\n  id: {id}\n  workspace:\n    root: \"{{ROOT}}/work\"\n    cleanup_policy: never\n  state:\n    path: \"{{ROOT}}/state.sqlite\"\n"
+    )
+}

@@ -1,0 +1,12 @@
+//! Integration tests: the real `aetherflow` binary on real flows, real SQLite, real
+//! processes and real components built from source (tests/guests, examples/steps).
+
+mod harness;
+
+mod cli;
+mod crash;
+mod examples;
+mod gating;
+mod locks;
+mod resume;
+mod sandbox;

@@ -1,0 +1,188 @@
+//! Misbehaving components fail their step cleanly and never take the engine down: a trap,
+//! a deadline overrun, a memory bomb, a connector call that was not granted.
+
+use aetherflow_test_fixtures as fx;
+
+use crate::harness::{header, job_status, Test};
+
+fn plugins() -> String {
+    [fx::TRAP, fx::SPIN, fx::MEMORY_HOG, fx::GREEDY_SQL].join(",")
+}
+
+#[test]
+fn a_trapping_step_fails_cleanly_and_the_next_run_works() {
+    let flow = header("trap")
+        + "jobs:\n  - id: bad\n    steps:\n      - {id: t, type: test_trap, inputs: {}}\n  - id: other\n    steps:\n      - {id: c, type: check_items, inputs: {items: [1]}}\n";
+    let t = Test::new()
+        .flow(&flow)
+        .env("AETHERFLOW_PLUGIN_PATHS", plugins());
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "t1"]);
+    out.status(1);
+    let end = out
+        .named("step_end")
+        .into_iter()
+        .find(|e| e["step_id"] == "t")
+        .unwrap();
+    let err = end["error"].as_str().unwrap();
+    assert!(
+        err.starts_with("step t crashed: wasm `unreachable` instruction executed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("deliberate panic from the test guest"),
+        "{err}"
+    );
+    assert_eq!(job_status(&t.store(), "trap", "t1", "other"), "SUCCESS");
+    // The engine and its state are fine: the next run of a good step succeeds.
+    t.write("ok.yaml", &(header("trap") + "jobs:\n  - id: bad\n    steps:\n      - {id: t, type: test_trap, inputs: {ok: true}}\n"));
+    t.run_args(&["run", "ok.yaml", "--run-id", "t2"]).status(0);
+}
+
+#[test]
+fn a_step_over_its_deadline_is_interrupted() {
+    let flow = header("spin")
+        + "jobs:\n  - id: j\n    steps:\n      - {id: spin, type: test_spin, inputs: {}, timeout_seconds: 1}\n  - id: after\n    steps:\n      - {id: c, type: check_items, inputs: {items: [1]}}\n";
+    let t = Test::new()
+        .flow(&flow)
+        .env("AETHERFLOW_PLUGIN_PATHS", plugins());
+    let started = std::time::Instant::now();
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "s1"]);
+    out.status(1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let end = out
+        .named("step_end")
+        .into_iter()
+        .find(|e| e["step_id"] == "spin")
+        .unwrap();
+    assert_eq!(end["error"], "step spin timed out after 1s");
+    assert_eq!(job_status(&t.store(), "spin", "s1", "after"), "SUCCESS");
+}
+
+#[test]
+fn the_default_deadline_comes_from_settings() {
+    let flow = header("spin2")
+        + "jobs:\n  - id: j\n    steps:\n      - {id: spin, type: test_spin, inputs: {}}\n";
+    let t = Test::new()
+        .flow(&flow)
+        .env("AETHERFLOW_PLUGIN_PATHS", plugins())
+        .env("AETHERFLOW_STEP_TIMEOUT_SECONDS", "0.5");
+    let out = t.run_args(&["run", "flow.yaml"]);
+    out.status(1);
+    assert_eq!(
+        out.named("step_end")[0]["error"],
+        "step spin timed out after 0.5s"
+    );
+}
+
+#[test]
+fn memory_over_the_cap_fails_and_under_it_succeeds() {
+    let flow = header("mem")
+        + "jobs:\n  - id: small\n    steps:\n      - {id: ok, type: test_memory_hog, inputs: {mb: 16}}\n  - id: big\n    steps:\n      - {id: bomb, type: test_memory_hog, inputs: {mb: 200}}\n";
+    let t = Test::new()
+        .flow(&flow)
+        .env("AETHERFLOW_PLUGIN_PATHS", plugins())
+        .env("AETHERFLOW_STEP_MEMORY_MB", "64");
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "m1"]);
+    out.status(1);
+    let store = t.store();
+    assert_eq!(job_status(&store, "mem", "m1", "small"), "SUCCESS");
+    assert_eq!(job_status(&store, "mem", "m1", "big"), "FAILED");
+    let end = out
+        .named("step_end")
+        .into_iter()
+        .find(|e| e["step_id"] == "bomb")
+        .unwrap();
+    assert!(
+        end["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("step bomb exceeded its memory limit of 64 MiB"),
+        "{end}"
+    );
+}
+
+#[test]
+fn connectors_are_granted_only_to_the_resources_a_step_names() {
+    let flow = header("grant")
+        + r#"resources:
+  mine: {kind: db, driver: sqlite3, config: {path: "{ROOT}/mine.db"}}
+  secret: {kind: db, driver: sqlite3, config: {path: "{ROOT}/secret.db"}}
+  api: {kind: rest, driver: http, config: {base_url: "http://127.0.0.1:9"}}
+jobs:
+  - id: greedy
+    steps:
+      - {id: g, type: test_greedy_sql, inputs: {resource: mine, target: secret}}
+  - id: wrong_kind
+    steps:
+      - {id: w, type: db_extract, inputs: {resource: api, sql: "select 1", output: x.tsv}}
+  - id: allowed
+    steps:
+      - {id: a, type: test_greedy_sql, inputs: {resource: mine, target: mine}}
+"#;
+    let t = Test::new()
+        .flow(&flow)
+        .env("AETHERFLOW_PLUGIN_PATHS", plugins());
+    rusqlite::Connection::open(t.path("mine.db")).unwrap();
+    rusqlite::Connection::open(t.path("secret.db")).unwrap();
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "g1"]);
+    out.status(1);
+    let errors: std::collections::BTreeMap<String, String> = out
+        .named("step_end")
+        .into_iter()
+        .filter(|e| e["status"] == "FAILED")
+        .map(|e| {
+            (
+                e["step_id"].as_str().unwrap().to_string(),
+                e["error"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors["g"],
+        "resource `secret` is not granted to step `g`: a step may use only the resources its inputs name"
+    );
+    assert_eq!(errors["w"], "Resource api is kind=rest, requested kind=db");
+    assert_eq!(job_status(&t.store(), "grant", "g1", "allowed"), "SUCCESS");
+}
+
+#[test]
+fn the_workspace_is_the_only_host_directory_a_step_sees() {
+    let flow = header("ws")
+        + "jobs:\n  - id: j\n    steps:\n      - {id: e, type: db_extract, inputs: {resource: db, sql: \"select 1\", output: /etc/aetherflow-escape.tsv}}\nresources:\n  db: {kind: db, driver: sqlite3, config: {path: \"{ROOT}/x.db\"}}\n";
+    let t = Test::new().flow(&flow);
+    rusqlite::Connection::open(t.path("x.db")).unwrap();
+    let out = t.run_args(&["run", "flow.yaml"]);
+    out.status(1);
+    assert!(out.named("step_end")[0]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("Path not under allowed roots: /etc/aetherflow-escape.tsv"));
+    assert!(!std::path::Path::new("/etc/aetherflow-escape.tsv").exists());
+}
+
+#[test]
+fn a_missing_plugin_path_is_an_error_in_strict_mode() {
+    let t = Test::new()
+        .flow(&(header("p") + "jobs: []\n"))
+        .env("AETHERFLOW_PLUGIN_PATHS", "/nonexistent/plugins");
+    t.run_args(&["validate", "flow.yaml"])
+        .status(2)
+        .stderr_has("Plugin path not found: /nonexistent/plugins");
+    let lax = Test::new()
+        .flow(&(header("p") + "jobs: []\n"))
+        .env("AETHERFLOW_PLUGIN_PATHS", "/nonexistent/plugins")
+        .env("AETHERFLOW_PLUGIN_STRICT", "false");
+    lax.run_args(&["validate", "flow.yaml"]).status(0);
+}
+
+#[test]
+fn a_plugin_cannot_take_a_built_in_name() {
+    // The greet example renamed would clash; here the trap guest is loaded twice.
+    let t = Test::new().flow(&(header("p") + "jobs: []\n")).env(
+        "AETHERFLOW_PLUGIN_PATHS",
+        format!("{},{}", fx::TRAP, fx::TRAP),
+    );
+    t.run_args(&["validate", "flow.yaml"])
+        .status(2)
+        .stderr_has("declares step name `test_trap`, which plugin");
+}
