@@ -209,6 +209,28 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// Switch to WAL. Changing the journal mode takes an exclusive lock and SQLite does not
+/// call the busy handler for it, so two processes opening a fresh store at the same
+/// moment would see "database is locked": retry with backoff up to the busy timeout.
+fn set_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating it, its parent directories and the schema if needed) the store at
     /// `path`.
@@ -227,9 +249,7 @@ impl SqliteStore {
         let conn = Connection::open(&path).map_err(sql("open"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(sql("set busy timeout"))?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(sql("set journal mode"))?;
+        let mode = set_wal(&conn).map_err(sql("set journal mode"))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StateError::NotWal { path, mode });
         }

@@ -38,6 +38,7 @@ fn child_main() {
     let path = PathBuf::from(path);
     let result = match mode {
         "lock" => child_lock(&path),
+        "open" => child_open(&path),
         "steps-process" => child_steps(&path, Durability::Process),
         "steps-power" => child_steps(&path, Durability::Power),
         other => Err(format!("unknown mode `{other}`").into()),
@@ -64,6 +65,23 @@ fn child_lock(path: &Path) -> TestResult {
         Some(lease) => say(&format!("acquired {}", lease.fence)),
         None => say("denied"),
     }
+    Ok(())
+}
+
+/// Waits for the go file, then opens the (fresh) store: every child does so at once.
+fn child_open(path: &Path) -> TestResult {
+    let go = path.with_extension("go");
+    say("ready");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !go.exists() {
+        if Instant::now() > deadline {
+            return Err("no go signal".into());
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let store = SqliteStore::open(path, Durability::Power)?;
+    store.try_acquire_lock(&format!("k-{}", std::process::id()), "me", 60)?;
+    say("opened");
     Ok(())
 }
 
@@ -232,4 +250,28 @@ fn kill_9_loses_no_committed_step_process_durability() -> TestResult {
 #[test]
 fn kill_9_loses_no_committed_step_power_durability() -> TestResult {
     kill_mid_way("steps-power", Durability::Power)
+}
+
+/// Regression: several processes opening one fresh store at the same instant all succeed
+/// (switching to WAL used to fail with "database is locked" for all but one).
+#[test]
+fn processes_open_a_fresh_store_at_the_same_time() -> TestResult {
+    const CHILDREN: usize = 8;
+    for round in 0..12 {
+        let dir = tempfile::tempdir()?;
+        let db = dir.path().join(format!("fresh-{round}.sqlite"));
+        let mut children = Vec::new();
+        for _ in 0..CHILDREN {
+            children.push(spawn_child("open", &db)?);
+        }
+        for (_, reader) in &mut children {
+            assert_eq!(next_message(reader)?.as_deref(), Some("ready"));
+        }
+        std::fs::write(db.with_extension("go"), "")?;
+        for (mut child, mut reader) in children {
+            assert_eq!(next_message(&mut reader)?.as_deref(), Some("opened"));
+            child.wait()?;
+        }
+    }
+    Ok(())
 }
