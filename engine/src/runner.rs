@@ -543,8 +543,16 @@ impl<'a> Runner<'a> {
                 continue;
             }
 
-            let inputs = template::render(&step.inputs, &scope, Phase::Step)
+            let mut inputs = template::render(&step.inputs, &scope, Phase::Step)
                 .map_err(|e| JobFailure(format!("step {}: {e}", step.id)))?;
+            // A step-level deadline also bounds an OS command, unless it sets its own.
+            if let (Some(secs), Some(map)) = (step.timeout_seconds, inputs.as_object_mut()) {
+                if step.type_ == crate::steps::EXTERNAL_PROCESS
+                    && !map.contains_key("timeout_seconds")
+                {
+                    map.insert("timeout_seconds".into(), json!(secs));
+                }
+            }
 
             let started_ms = now_ms();
             let attempt = self

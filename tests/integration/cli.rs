@@ -174,3 +174,18 @@ fn run_ids_are_12_hex_chars() {
         .chars()
         .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
 }
+
+#[test]
+fn run_reports_validation_warnings() {
+    let t = Test::new()
+        .flow(&(header("warnrun") + "jobs:\n  - id: a\n    depend_on: []\n    steps: []\n"));
+    let out = t.run_args(&["run", "flow.yaml"]);
+    out.status(0);
+    let warned = out.events().into_iter().any(|e| {
+        e["level"] == "WARNING"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("jobs[0].depend_on: schema:unknown_key"))
+    });
+    assert!(warned, "{}", out.stderr);
+}

@@ -186,3 +186,17 @@ fn a_plugin_cannot_take_a_built_in_name() {
         .status(2)
         .stderr_has("declares step name `test_trap`, which plugin");
 }
+
+#[test]
+fn a_step_level_timeout_bounds_an_os_command_too() {
+    let flow = header("pt") + "jobs:\n  - id: j\n    steps:\n      - {id: slow, type: external.process, inputs: {command: [sleep, \"30\"]}, timeout_seconds: 1}\n";
+    let t = Test::new().flow(&flow);
+    let started = std::time::Instant::now();
+    let out = t.run_args(&["run", "flow.yaml"]);
+    out.status(1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(
+        out.named("step_end")[0]["error"],
+        "external.process timed out after 1.0s"
+    );
+}

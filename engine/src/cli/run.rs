@@ -103,6 +103,14 @@ pub fn execute(args: RunArgs) -> i32 {
     let Some(spec) = loaded.spec.as_ref() else {
         return EXIT_INVALID;
     };
+    // Warnings never stop a run, but a typo'd key or a missing env var must not go unseen.
+    for w in validated.report.warnings.iter().flatten() {
+        observer.message(
+            crate::observe::Level::Warning,
+            &format!("{}: {} - {}", w.loc, w.code, w.msg),
+            &[],
+        );
+    }
 
     // The flow block is rendered with env only, then validated again (parity §3.1 step 6).
     let scope = env_scope(&env);
