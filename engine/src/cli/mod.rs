@@ -58,6 +58,30 @@ impl FlowArg {
     }
 }
 
+/// What every command starts from: the flow path, the environment snapshot (read once)
+/// and the settings. A problem is reported and mapped to exit 2.
+pub(crate) fn setup(
+    flow: &FlowArg,
+) -> Result<
+    (
+        PathBuf,
+        crate::settings::EnvSnapshot,
+        crate::settings::Settings,
+    ),
+    i32,
+> {
+    let path = flow.path().map_err(|e| {
+        crate::output::error(e);
+        EXIT_INVALID
+    })?;
+    let env = crate::settings::process_env();
+    let settings = crate::settings::Settings::from_env(&env).map_err(|e| {
+        crate::output::error(e);
+        EXIT_INVALID
+    })?;
+    Ok((path, env, settings))
+}
+
 /// Parse arguments, run the command, map the outcome to an exit code.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {

@@ -14,7 +14,7 @@ use crate::observe::Observer;
 use crate::output;
 use crate::runner::{run_flow, RunEnv, RunRequest};
 use crate::sandbox::Sandbox;
-use crate::settings::{process_env, EnvSnapshot, Settings, StateSync};
+use crate::settings::{EnvSnapshot, Settings, StateSync};
 use crate::steps::Registry;
 
 #[derive(Debug, Args)]
@@ -48,12 +48,9 @@ pub fn registry(settings: &Settings) -> Result<Registry, i32> {
 }
 
 pub fn execute(args: RunArgs) -> i32 {
-    let path = match args.flow.path() {
-        Ok(p) => p,
-        Err(e) => {
-            output::error(e);
-            return EXIT_INVALID;
-        }
+    let (path, env, settings) = match super::setup(&args.flow) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     if let Some(id) = &args.run_id {
         if id.is_empty()
@@ -67,14 +64,6 @@ pub fn execute(args: RunArgs) -> i32 {
             return EXIT_INVALID;
         }
     }
-    let env = process_env();
-    let settings = match Settings::from_env(&env) {
-        Ok(s) => s,
-        Err(e) => {
-            output::error(e);
-            return EXIT_INVALID;
-        }
-    };
     let observer = Arc::new(Observer::stderr(settings.log_format, settings.log_level));
     let registry = match registry(&settings) {
         Ok(r) => r,

@@ -4,7 +4,6 @@ use clap::Args;
 
 use super::{FlowArg, EXIT_INVALID, EXIT_OK};
 use crate::output;
-use crate::settings::{process_env, Settings};
 use crate::validate::{validate_flow, Report};
 
 #[derive(Debug, Args)]
@@ -17,20 +16,9 @@ pub struct ValidateArgs {
 }
 
 pub fn execute(args: ValidateArgs) -> i32 {
-    let path = match args.flow.path() {
-        Ok(p) => p,
-        Err(e) => {
-            output::error(e);
-            return EXIT_INVALID;
-        }
-    };
-    let env = process_env();
-    let settings = match Settings::from_env(&env) {
-        Ok(s) => s,
-        Err(e) => {
-            output::error(e);
-            return EXIT_INVALID;
-        }
+    let (path, env, settings) = match super::setup(&args.flow) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
     let registry = match super::run::registry(&settings) {
         Ok(r) => r,

@@ -16,101 +16,10 @@ pub(crate) fn truthy(v: &Value) -> bool {
     }
 }
 
-/// Python `repr(float)`: `1.0`, `0.5`, `1e-05`, `1e+16`, `inf`, `nan`.
-pub(crate) fn float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".to_string();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf" } else { "-inf" }.to_string();
-    }
-    let a = f.abs();
-    if a != 0.0 && !(1e-4..1e16).contains(&a) {
-        // Python switches to exponent notation; exponent has a sign and at least two digits.
-        let s = format!("{f:e}");
-        if let Some((mant, exp)) = s.split_once('e') {
-            let (sign, digits) = match exp.strip_prefix('-') {
-                Some(d) => ('-', d),
-                None => ('+', exp),
-            };
-            return format!("{mant}e{sign}{digits:0>2}");
-        }
-        return s;
-    }
-    if f.fract() == 0.0 {
-        format!("{f:.1}")
-    } else {
-        format!("{f}")
-    }
-}
-
-/// Python `str()` of a JSON value (strings unquoted, `None`, `True`/`False`, lists/dicts as repr).
-pub(crate) fn py_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => py_repr(other),
-    }
-}
-
-/// Python `repr()` of a JSON value.
-pub(crate) fn py_repr(v: &Value) -> String {
-    match v {
-        Value::Null => "None".to_string(),
-        Value::Bool(true) => "True".to_string(),
-        Value::Bool(false) => "False".to_string(),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                i.to_string()
-            } else if let Some(u) = n.as_u64() {
-                u.to_string()
-            } else {
-                float_repr(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        Value::String(s) => str_repr(s),
-        Value::Array(a) => {
-            let items: Vec<String> = a.iter().map(py_repr).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Value::Object(o) => {
-            let items: Vec<String> = o
-                .iter()
-                .map(|(k, v)| format!("{}: {}", str_repr(k), py_repr(v)))
-                .collect();
-            format!("{{{}}}", items.join(", "))
-        }
-    }
-}
-
-/// Python `repr(str)` (approximation: quote choice, backslash escapes for `\\`, the quote,
-/// `\n`, `\r`, `\t` and other control characters).
-pub(crate) fn str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
+// Python `str()`/`repr()` formatting is shared with the template resolver.
+pub(crate) use aetherflow_template::{
+    py_float_repr as float_repr, py_repr, py_str, py_str_repr as str_repr,
+};
 
 /// Python-style list repr of strings: `['a', 'b']`.
 pub(crate) fn str_list_repr<S: AsRef<str>>(items: &[S]) -> String {

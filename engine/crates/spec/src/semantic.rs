@@ -27,34 +27,8 @@ pub struct SemanticOptions<'a> {
     pub external_process_check: ExternalProcessCheck<'a>,
 }
 
-/// Python `repr()` of a str.
-pub fn py_repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
+/// Python `repr(str)`, shared with the template resolver.
+pub use aetherflow_template::py_str_repr as py_repr_str;
 
 /// Python `repr(sorted(set_of_str))`, e.g. `['a', 'b']`.
 pub fn py_sorted_list_repr<'s>(items: impl IntoIterator<Item = &'s str>) -> String {
