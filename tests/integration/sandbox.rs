@@ -200,3 +200,82 @@ fn a_step_level_timeout_bounds_an_os_command_too() {
         "external.process timed out after 1.0s"
     );
 }
+
+#[test]
+fn components_are_compiled_once_and_then_loaded_from_the_cache() {
+    let flow = header("cache") + "jobs:\n  - id: j\n    steps:\n      - {id: c, type: check_items, inputs: {items: [1]}}\n";
+    let t = Test::new().flow(&flow);
+    let cache = t.path("cache");
+    let run = |t: &Test| {
+        let mut cmd = t.command(&["run", "flow.yaml"]);
+        cmd.env("AETHERFLOW_CACHE_DIR", &cache);
+        crate::harness::Outcome::from(cmd.output().unwrap())
+    };
+    run(&t).status(0);
+    let entries = || -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+        let mut v = Vec::new();
+        for dir in std::fs::read_dir(&cache).unwrap().flatten() {
+            for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+                v.push((f.path(), f.metadata().unwrap().modified().unwrap()));
+            }
+        }
+        v.sort();
+        v
+    };
+    let first = entries();
+    assert_eq!(
+        first.len(),
+        1,
+        "one precompiled component (check_items): {first:?}"
+    );
+    assert!(first[0].0.extension().is_some_and(|e| e == "cwasm"));
+    run(&t).status(0);
+    assert_eq!(
+        entries(),
+        first,
+        "the second run must reuse the cached artifact untouched"
+    );
+    // A corrupt entry is rebuilt, not trusted.
+    std::fs::write(&first[0].0, b"not a wasmtime artifact").unwrap();
+    run(&t).status(0);
+    assert!(std::fs::read(&first[0].0).unwrap().len() > 100);
+}
+
+#[test]
+fn sqlite_resources_accept_a_url() {
+    let flow = header("url")
+        + "resources:\n  db: {kind: db, driver: sqlite, config: {url: \"sqlite:///{ROOT}/u.db\"}}\njobs:\n  - id: j\n    steps:\n      - {id: e, type: db_extract, inputs: {resource: db, sql: \"select 41 + ? as answer\", params: [1], output: a.tsv}}\n";
+    let t = Test::new().flow(&flow);
+    rusqlite::Connection::open(t.path("u.db"))
+        .unwrap()
+        .execute_batch("create table t(x)")
+        .unwrap();
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "u1"]);
+    out.status(0);
+    assert_eq!(
+        std::fs::read_to_string(t.path("work/url/j/u1/artifacts/a.tsv")).unwrap(),
+        "answer\n42\n"
+    );
+}
+
+#[test]
+fn a_query_error_shows_the_database_message_and_leaves_no_file() {
+    let flow = header("qe")
+        + "resources:\n  db: {kind: db, driver: sqlite3, config: {path: \"{ROOT}/q.db\"}}\njobs:\n  - id: j\n    steps:\n      - {id: e, type: db_extract, inputs: {resource: db, sql: \"select * from missing_table\", output: out/q.tsv}}\n";
+    let t = Test::new().flow(&flow);
+    rusqlite::Connection::open(t.path("q.db"))
+        .unwrap()
+        .execute_batch("create table t(x)")
+        .unwrap();
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "q1"]);
+    out.status(1);
+    assert_eq!(
+        out.named("step_end")[0]["error"],
+        "no such table: missing_table"
+    );
+    let dir = t.path("work/qe/j/q1/artifacts/out");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
