@@ -111,6 +111,8 @@ struct Runner<'a> {
     meta: &'a FlowMeta,
     env_value: Value,
     cancel: Arc<AtomicBool>,
+    /// Whether this is a resume (the state store may hold finished steps of this run).
+    resuming: bool,
 }
 
 /// Run the flow. Job failures are reported in the summary (and by the exit code); an
@@ -142,16 +144,22 @@ pub fn run_flow(
                 .collect(),
         ),
         cancel: Arc::new(AtomicBool::new(false)),
+        resuming: false,
     };
 
     let started = Instant::now();
     let yaml = req.flow_path.display().to_string();
-    runner.store.begin_run(&RunStart {
+    let run_record = runner.store.begin_run(&RunStart {
         flow_id: &flow_id,
         run_id: &run_id,
         flow_yaml: &yaml,
         started_at_ms: now_ms(),
     })?;
+    // Only a resumed run (attempt > 1) can have finished steps to skip.
+    let runner = Runner {
+        resuming: run_record.attempt > 1,
+        ..runner
+    };
     obs.event(
         Level::Info,
         "run_start",
@@ -516,10 +524,13 @@ impl<'a> Runner<'a> {
             }
 
             // Resume: a finished step is not run again; its outputs come back.
-            let prev = self
-                .store
-                .step(&skey)
-                .map_err(|e| JobFailure(e.to_string()))?;
+            let prev = if self.resuming {
+                self.store
+                    .step(&skey)
+                    .map_err(|e| JobFailure(e.to_string()))?
+            } else {
+                None
+            };
             if let Some(prev) = prev.filter(|p| p.status.is_done()) {
                 obs.message(
                     Level::Info,
