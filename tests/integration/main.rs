@@ -8,5 +8,6 @@ mod crash;
 mod examples;
 mod gating;
 mod locks;
+mod parity;
 mod resume;
 mod sandbox;

@@ -19,7 +19,7 @@ pub use pystr::{py_float_repr, py_repr, py_str, py_str_repr};
 pub use render::{
     contains_forbidden_syntax, is_standalone_token, render, render_inline, render_str,
 };
-pub use scan::{scan, scan_each_leaf, ScanFinding, ScanKind};
+pub use scan::{scan, scan_each_leaf, string_leaf_paths, ScanFinding, ScanKind};
 
 /// Prefix of every syntax error message (`_UNSUPPORTED_MSG`).
 pub const UNSUPPORTED_MSG: &str = "Unsupported templating syntax. Use {{VAR}} or {{VAR:DEFAULT}}";

@@ -152,6 +152,17 @@ pub fn render_inline(
     scope: &Map<String, Value>,
     phase: Phase,
 ) -> Result<String, ResolveError> {
+    render_inline_roots(value, scope, Some(phase))
+}
+
+/// [`render_inline`] with `allowed_roots=None` when `phase` is `None`
+/// (`render_string`, used by the profile and decode-string scans): any root
+/// is accepted and looked up in `scope`.
+pub(crate) fn render_inline_roots(
+    value: &str,
+    scope: &Map<String, Value>,
+    phase: Option<Phase>,
+) -> Result<String, ResolveError> {
     if contains_forbidden_syntax(value) {
         return Err(syntax(format!("_contains_forbidden_syntax {value}")));
     }
@@ -188,7 +199,9 @@ pub fn render_inline(
         if !is_valid_path(path) {
             return Err(syntax(format!("_is_valid_path False {path}")));
         }
-        check_root(path, phase)?;
+        if let Some(phase) = phase {
+            check_root(path, phase)?;
+        }
         let found = lookup(scope, path);
         if missing_or_empty(found) {
             match default {

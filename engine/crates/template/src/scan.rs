@@ -37,7 +37,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::render::{py_isspace, render_inline, render_str};
+use crate::render::{py_isspace, render_inline_roots, render_str};
 use crate::{Phase, ResolveError};
 
 /// What the scan found.
@@ -187,16 +187,26 @@ pub fn scan(value: &Value, env: &Map<String, Value>, phase: Phase) -> Vec<ScanFi
     findings
 }
 
-/// Per-leaf scan with inline rendering and `{env}` only (profiles, decode
-/// strings): every string leaf is checked independently, nothing stops early.
-pub fn scan_each_leaf(value: &Value, env: &Map<String, Value>) -> Vec<ScanFinding> {
+/// `(path, string)` for every string leaf of `value`, in document order
+/// (`_iter_strings`): object keys joined with `.`, list items as `[i]`.
+pub fn string_leaf_paths(value: &Value) -> Vec<(String, &str)> {
     let mut leaves = Vec::new();
     string_leaves(value, String::new(), &mut leaves);
-    let ctx = scan_context(env, Phase::Resource);
     leaves
+}
+
+/// Per-leaf scan with inline rendering and `{env}` only (profiles, decode
+/// strings): every string leaf is checked independently, nothing stops early.
+///
+/// Like the reference's `render_string(s, mapping={"env": ...})` the allowed
+/// roots are *not* restricted: a non-`env` root is simply missing from the
+/// mapping, which is a missing key and yields no finding.
+pub fn scan_each_leaf(value: &Value, env: &Map<String, Value>) -> Vec<ScanFinding> {
+    let ctx = scan_context(env, Phase::Resource);
+    string_leaf_paths(value)
         .into_iter()
         .filter_map(|(path, s)| {
-            render_inline(s, &ctx, Phase::Resource)
+            render_inline_roots(s, &ctx, None)
                 .err()
                 .and_then(|e| finding_for(e, path))
         })

@@ -416,3 +416,32 @@ fn when_validator_matches_python() {
     let deep_not = "not ".repeat(5000) + "jobs";
     assert!(validate(&deep_not).is_err());
 }
+
+/// `render_string(s, mapping={"env": ...})` (profile and decode-string scans) has
+/// no root restriction: a non-`env` root is a missing key, which is not reported.
+#[test]
+fn scan_each_leaf_accepts_any_root_like_render_string() {
+    let env = serde_json::Map::new();
+    let v = json!({"a": "x{{nope.y}}", "b": ["{{env.M}}", "{{ }}"], "c": "{{other}}"});
+    let f = scan_each_leaf(&v, &env);
+    assert_eq!(f.len(), 2, "{f:?}");
+    assert_eq!(f[0].path, "b[0]");
+    assert_eq!(
+        f[0].kind,
+        ScanKind::MissingEnv {
+            key: "env.M".into()
+        }
+    );
+    assert_eq!(f[1].path, "b[1]");
+    assert!(
+        matches!(&f[1].kind, ScanKind::Syntax { message } if message.ends_with("Empty token or nested braces are not allowed."))
+    );
+
+    // A top-level list gives `[i]` paths (the caller then builds `base.[i]`).
+    let list = json!(["a", {"k": "b"}, 3]);
+    let leaves = aetherflow_template::string_leaf_paths(&list);
+    assert_eq!(
+        leaves,
+        vec![("[0]".to_string(), "a"), ("[1].k".to_string(), "b")]
+    );
+}
