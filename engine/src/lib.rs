@@ -6,11 +6,15 @@
 
 pub mod cli;
 pub mod connectors;
+pub mod envfiles;
 pub mod native;
 pub mod observe;
 pub mod output;
+pub mod redact;
+pub mod resources;
 pub mod runner;
 pub mod sandbox;
+pub mod secrets;
 pub mod settings;
 pub mod steps;
 pub mod validate;

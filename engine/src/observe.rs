@@ -2,10 +2,12 @@
 //! object per line with `AETHERFLOW_LOG_FORMAT=json` (and then nothing but JSON).
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
+
+use crate::redact::Redactor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -57,6 +59,8 @@ pub struct Observer {
     min_level: Level,
     logger: Mutex<String>,
     sink: Mutex<Box<dyn Write + Send>>,
+    /// Applied to every message and field before it is written.
+    redactor: RwLock<Arc<Redactor>>,
 }
 
 impl Observer {
@@ -66,7 +70,21 @@ impl Observer {
             min_level,
             logger: Mutex::new("aetherflow".into()),
             sink: Mutex::new(Box::new(std::io::stderr())),
+            redactor: RwLock::new(Arc::new(Redactor::default())),
         }
+    }
+
+    /// Mask these secrets (and values under secret-like keys) in every later event and
+    /// message. Set once the resources are resolved.
+    pub fn set_redactor(&self, redactor: Redactor) {
+        if let Ok(mut r) = self.redactor.write() {
+            *r = Arc::new(redactor);
+        }
+    }
+
+    /// The current redactor (the runner uses it for what it writes to the state store).
+    pub fn redactor(&self) -> Arc<Redactor> {
+        self.redactor.read().map(|r| r.clone()).unwrap_or_default()
     }
 
     /// Events of a flow are logged as `aetherflow.flow.<flow_id>`.
@@ -97,21 +115,34 @@ impl Observer {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        let redactor = self.redactor();
+        let text = redactor.redact_str(text);
+        let fields: Vec<(&str, Value)> = fields
+            .iter()
+            .map(|(k, v)| {
+                let v = if crate::redact::is_secret_key(k) && !v.is_null() {
+                    Value::from(crate::redact::MASK)
+                } else {
+                    redactor.redact_value(v)
+                };
+                (*k, v)
+            })
+            .collect();
         let line = match self.format {
             Format::Json => {
                 let mut m = Map::new();
                 m.insert("ts_ms".into(), Value::from(now.as_millis() as u64));
                 m.insert("level".into(), Value::from(level.name()));
-                m.insert(key.into(), Value::from(text));
+                m.insert(key.into(), Value::from(text.as_ref()));
                 for (k, v) in fields {
-                    m.insert((*k).to_string(), v.clone());
+                    m.insert(k.to_string(), v);
                 }
                 Value::Object(m).to_string()
             }
             Format::Text => {
                 let logger = self.logger.lock().map(|l| l.clone()).unwrap_or_default();
                 let mut s = format!("{} - {logger} - {} - {text}", timestamp(now), level.name());
-                for (k, v) in fields {
+                for (k, v) in &fields {
                     s.push(' ');
                     s.push_str(k);
                     s.push('=');

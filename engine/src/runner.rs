@@ -22,6 +22,7 @@ use serde_json::{json, Map, Value};
 
 use crate::connectors::{Connectors, ResolvedResource};
 use crate::observe::{Level, Observer};
+use crate::redact::Redactor;
 use crate::sandbox::{AttemptContext, Limits, LogLevel, StepLogger, StepReturn};
 use crate::settings::{parse_seconds, EnvSnapshot, Settings};
 use crate::steps::{Registry, StepImpl};
@@ -113,6 +114,9 @@ struct Runner<'a> {
     cancel: Arc<AtomicBool>,
     /// Whether this is a resume (the state store may hold finished steps of this run).
     resuming: bool,
+    /// Masks known secrets in what is written to the state store (events are masked by
+    /// the observer itself).
+    redactor: Arc<Redactor>,
 }
 
 /// Run the flow. Job failures are reported in the summary (and by the exit code); an
@@ -145,6 +149,7 @@ pub fn run_flow(
         ),
         cancel: Arc::new(AtomicBool::new(false)),
         resuming: false,
+        redactor: obs.redactor(),
     };
 
     let started = Instant::now();
@@ -240,6 +245,22 @@ pub fn run_flow(
 struct JobFailure(String);
 
 impl<'a> Runner<'a> {
+    /// Known secrets masked (for errors and reasons written to the state store).
+    fn mask(&self, s: &str) -> String {
+        self.redactor.redact_str(s).into_owned()
+    }
+
+    /// Known secrets masked in stored outputs. The key rule is not applied: stored outputs
+    /// are restored on resume (and read by `--flow-job`), and a step may legitimately
+    /// produce a `token` a later step uses; `runs show` applies the key rule on display.
+    fn mask_outputs(&self, v: Value) -> Value {
+        if self.redactor.is_empty() {
+            v
+        } else {
+            self.redactor.redact_known(&v)
+        }
+    }
+
     fn ids(&self, job_id: &str) -> Vec<(&'static str, Value)> {
         vec![
             ("flow_id", json!(self.flow_id)),
@@ -261,8 +282,11 @@ impl<'a> Runner<'a> {
         &self,
         job_id: &str,
         status: JobStatus,
-        detail: JobDetail,
+        mut detail: JobDetail,
     ) -> Result<(), RunError> {
+        detail.error = detail.error.map(|e| self.mask(&e));
+        detail.skip_reason = detail.skip_reason.map(|r| self.mask(&r));
+        detail.outputs = detail.outputs.map(|o| self.mask_outputs(o));
         self.store.set_job_status(
             &JobKey::new(&self.flow_id, &self.run_id, job_id),
             status,
@@ -511,8 +535,8 @@ impl<'a> Runner<'a> {
                         &skey,
                         &StepEnd {
                             status: StepOutcome::Skipped,
-                            outputs: Some(out.clone()),
-                            reason: Some(reason.clone()),
+                            outputs: Some(self.mask_outputs(out.clone())),
+                            reason: Some(self.mask(reason)),
                             error: None,
                             ended_at_ms: now_ms(),
                             duration_ms: None,
@@ -605,7 +629,7 @@ impl<'a> Runner<'a> {
                                 status: StepOutcome::Failed,
                                 outputs: None,
                                 reason: None,
-                                error: Some(msg.clone()),
+                                error: Some(self.mask(&msg)),
                                 ended_at_ms: now_ms(),
                                 duration_ms: Some(duration_ms),
                             },
@@ -636,8 +660,8 @@ impl<'a> Runner<'a> {
                     &skey,
                     &StepEnd {
                         status,
-                        outputs: Some(Value::Object(out.clone())),
-                        reason: ret.reason.clone(),
+                        outputs: Some(self.mask_outputs(Value::Object(out.clone()))),
+                        reason: ret.reason.as_deref().map(|r| self.mask(r)),
                         error: None,
                         ended_at_ms: now_ms(),
                         duration_ms: Some(duration_ms),

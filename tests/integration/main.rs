@@ -4,10 +4,12 @@
 mod harness;
 
 mod cli;
+mod config;
 mod crash;
 mod examples;
 mod gating;
 mod locks;
 mod parity;
 mod resume;
+mod runs;
 mod sandbox;

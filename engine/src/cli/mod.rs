@@ -1,7 +1,10 @@
 //! The command line. Exit codes (documented in the README): 0 success, 1 the run failed,
 //! 2 invalid flow or usage.
 
+mod doctor;
+mod explain;
 mod run;
+mod runs;
 mod validate;
 
 use std::path::PathBuf;
@@ -30,6 +33,15 @@ pub enum Command {
     Run(run::RunArgs),
     /// Check a flow (schema, semantics, templates) without running it.
     Validate(validate::ValidateArgs),
+    /// Check that the environment has every variable, profile and secrets provider the
+    /// flow needs (exit 2 if something is missing).
+    Doctor(doctor::DoctorArgs),
+    /// Show the profile, decode paths and merged configuration of each profiled resource,
+    /// secrets masked.
+    Explain(explain::ExplainArgs),
+    /// Inspect recorded runs: `runs list`, `runs show RUN_ID`.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
 }
 
 /// The flow file, given positionally or as `--flow-yaml` (the reference's spelling).
@@ -58,8 +70,8 @@ impl FlowArg {
     }
 }
 
-/// What every command starts from: the flow path, the environment snapshot (read once)
-/// and the settings. A problem is reported and mapped to exit 2.
+/// What every command starts from: the flow path, the environment snapshot (read once,
+/// with env files applied) and the settings. A problem is reported and mapped to exit 2.
 pub(crate) fn setup(
     flow: &FlowArg,
 ) -> Result<
@@ -74,7 +86,13 @@ pub(crate) fn setup(
         crate::output::error(e);
         EXIT_INVALID
     })?;
-    let env = crate::settings::process_env();
+    // The immutable snapshot: process env < AETHERFLOW_ENV_FILES_JSON files (parity §6.2).
+    // Settings are read from it, so an env file can set them too.
+    let env =
+        crate::envfiles::snapshot_with_env_files(&crate::settings::process_env()).map_err(|e| {
+            crate::output::error(e);
+            EXIT_INVALID
+        })?;
     let settings = crate::settings::Settings::from_env(&env).map_err(|e| {
         crate::output::error(e);
         EXIT_INVALID
@@ -99,6 +117,9 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => run::execute(args),
         Command::Validate(args) => validate::execute(args),
+        Command::Doctor(args) => doctor::execute(args),
+        Command::Explain(args) => explain::execute(args),
+        Command::Runs(cmd) => runs::execute(cmd),
     }
 }
 

@@ -9,7 +9,6 @@ use clap::Args;
 use serde_json::{json, Map, Value};
 
 use super::{FlowArg, EXIT_FAILED, EXIT_INVALID, EXIT_OK};
-use crate::connectors::ResolvedResource;
 use crate::observe::Observer;
 use crate::output;
 use crate::runner::{run_flow, RunEnv, RunRequest};
@@ -121,13 +120,23 @@ pub fn execute(args: RunArgs) -> i32 {
             return EXIT_INVALID;
         }
     };
-    let resources = match resolve_resources(spec, &scope) {
-        Ok(r) => r,
-        Err(e) => {
-            output::error(e);
-            return EXIT_FAILED;
-        }
-    };
+    // Profiles, overlay, env rendering and decode (§3.1 steps 14-15). `secrets` holds the
+    // decoded values (and their encoded forms) for redaction.
+    let crate::resources::ResolvedResources { resources, secrets } =
+        match crate::resources::build_resources(spec, &env) {
+            Ok(r) => r,
+            Err(e) => {
+                output::error(e);
+                return EXIT_FAILED;
+            }
+        };
+    // From here on, events, messages and state-store errors/outputs mask the secrets:
+    // decoded values (and their encoded forms), strings under secret-like keys of the
+    // rendered resources, URL passwords, and values of secret-named env variables.
+    let mut redactor = crate::redact::Redactor::from_resources(&resources);
+    redactor.extend(secrets.iter().cloned());
+    redactor.extend_from_env(&env);
+    observer.set_redactor(redactor);
     let durability = match settings.state_sync {
         StateSync::Full => Durability::Power,
         StateSync::Normal => Durability::Process,
@@ -197,33 +206,4 @@ fn env_scope(env: &EnvSnapshot) -> Map<String, Value> {
         ),
     );
     scope
-}
-
-/// Resource `config`/`options` rendered with env only (parity §2.5, resource phase).
-fn resolve_resources(
-    spec: &aetherflow_spec::FlowSpec,
-    scope: &Map<String, Value>,
-) -> Result<Vec<ResolvedResource>, String> {
-    spec.resources
-        .iter()
-        .map(|(name, r)| {
-            let render = |v: &Value, section: &str| -> Result<Map<String, Value>, String> {
-                match template::render(v, scope, Phase::Resource) {
-                    Ok(Value::Object(m)) => Ok(m),
-                    Ok(Value::Null) => Ok(Map::new()),
-                    Ok(other) => Err(format!(
-                        "resources.{name}.{section} must be a mapping, got {other}"
-                    )),
-                    Err(e) => Err(format!("resources.{name}.{section}: {e}")),
-                }
-            };
-            Ok(ResolvedResource {
-                name: name.clone(),
-                kind: r.kind.clone(),
-                driver: r.driver.clone(),
-                config: render(&r.config, "config")?,
-                options: render(&r.options, "options")?,
-            })
-        })
-        .collect()
 }
