@@ -157,6 +157,11 @@ fn main() {
     let per_step =
         |t500: &Runs, t1: &Runs| (t500.median_ms() - t1.median_ms()) / (STEPS as f64 - 1.0);
     let step_n = per_step(&o500n, &o1n);
+    let cpu_step =
+        |t500: &Runs, t1: &Runs| (t500.median_cpu_ms() - t1.median_cpu_ms()) / (STEPS as f64 - 1.0);
+    let cpu_n = cpu_step(&o500n, &o1n);
+    let cpu_f = cpu_step(&o500f, &o1f);
+    let ref_cpu = refr.as_ref().map(|(t1, t500, _)| cpu_step(t500, t1));
     let step_f = per_step(&o500f, &o1f);
     let ref_step = refr.as_ref().map(|(t1, t500, _)| per_step(t500, t1));
     let ref_cold = refr.as_ref().map(|(t1, _, _)| t1.median_ms());
@@ -177,13 +182,14 @@ fn main() {
         .max(o500f.max_rss_mb());
 
     println!();
-    println!("Raw wall times (median / min / max over runs, ms) and peak RSS (max, MB):");
+    println!("Raw wall times (median / min / max over runs, ms), CPU time (median, ms) and peak RSS (max, MB):");
     let raw = |name: &str, r: &Runs| {
         println!(
-            "  {name:<34} {:>9.1} / {:>9.1} / {:>9.1}   {:>6.1} MB   ({} runs{})",
+            "  {name:<34} {:>9.1} / {:>9.1} / {:>9.1}   cpu {:>8.1}   {:>6.1} MB   ({} runs{})",
             r.median_ms(),
             r.min_ms(),
             r.max_ms(),
+            r.median_cpu_ms(),
             r.max_rss_mb(),
             r.samples.len(),
             if r.failures > 0 {
@@ -238,6 +244,22 @@ fn main() {
         None,
     );
     t.row(
+        "CPU per step, sync=normal (ms)",
+        Some(cpu_n),
+        ref_cpu,
+        Ratio::RefOverOurs,
+        "-".into(),
+        None,
+    );
+    t.row(
+        "CPU per step, sync=full (ms)",
+        Some(cpu_f),
+        ref_cpu,
+        Ratio::RefOverOurs,
+        "-".into(),
+        None,
+    );
+    t.row(
         "fsyncs per step, sync=full",
         fs_full,
         fs_ref,
@@ -260,6 +282,14 @@ fn main() {
         Ratio::RefOverOurs,
         format!("<= {TARGET_COLD_WARM_MS} ms"),
         Some(o1f.median_ms() <= TARGET_COLD_WARM_MS),
+    );
+    t.row(
+        "CPU of 1-step run, warm cache (ms)",
+        Some(o1f.median_cpu_ms()),
+        refr.as_ref().map(|(t1, _, _)| t1.median_cpu_ms()),
+        Ratio::RefOverOurs,
+        "-".into(),
+        None,
     );
     t.row(
         "cold start 1-step, cold cache (ms)",
@@ -301,7 +331,12 @@ fn main() {
     println!(
         "cache, so both its cold-start figures are its plain 1-step run time. The default sync"
     );
-    println!("mode is full (power-loss safe); ratio = reference / ours.");
+    println!(
+        "mode is full (power-loss safe); ratio = reference / ours. Wall times include waiting"
+    );
+    println!(
+        "for the CPU on a busy machine; the CPU rows (user + system time of the child) do not."
+    );
 }
 
 // ---- running -----------------------------------------------------------------------------
@@ -369,6 +404,8 @@ fn ours_cmd(bin: &Path, flow: &Flow, env: &[(&'static str, OsString)]) -> Comman
 
 struct Sample {
     wall: Duration,
+    /// User + system CPU time of the child (less sensitive to a busy machine than wall).
+    cpu: Duration,
     maxrss_kb: i64,
     ok: bool,
 }
@@ -388,6 +425,7 @@ fn run(cmd: &Command, flow: &Flow) -> Sample {
             eprintln!("\nengine bench: cannot start {:?}: {e}", cmd.get_program());
             return Sample {
                 wall: Duration::ZERO,
+                cpu: Duration::ZERO,
                 maxrss_kb: 0,
                 ok: false,
             };
@@ -409,8 +447,11 @@ fn run(cmd: &Command, flow: &Flow) -> Sample {
             out.lines().take(20).collect::<Vec<_>>().join("\n")
         );
     }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let cpu = tv(ru.ru_utime) + tv(ru.ru_stime);
     Sample {
         wall,
+        cpu,
         maxrss_kb: ru.ru_maxrss,
         ok,
     }
@@ -461,12 +502,16 @@ impl Runs {
         v
     }
     fn median_ms(&self) -> f64 {
-        let v = self.sorted_ms();
-        match v.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
+        median(self.sorted_ms())
+    }
+    fn median_cpu_ms(&self) -> f64 {
+        let mut v: Vec<f64> = self
+            .samples
+            .iter()
+            .map(|s| s.cpu.as_secs_f64() * 1e3)
+            .collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        median(v)
     }
     fn min_ms(&self) -> f64 {
         self.sorted_ms().first().copied().unwrap_or(f64::NAN)
@@ -477,6 +522,14 @@ impl Runs {
     fn max_rss_mb(&self) -> f64 {
         // Linux: ru_maxrss is in KiB.
         self.samples.iter().map(|s| s.maxrss_kb).max().unwrap_or(0) as f64 / 1024.0
+    }
+}
+
+fn median(v: Vec<f64>) -> f64 {
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 
