@@ -37,16 +37,20 @@ fn main() {
     build_guests(&steps.join("Cargo.toml"), &target_dir);
 
     let mut code = String::from(
-        "/// Built-in step components: (crate name, component bytes).\n\
-         pub const BUILTIN_COMPONENTS: &[(&str, &[u8])] = &[\n",
+        "/// Built-in step components: (crate name, component bytes, sha256 of the bytes).\n\
+         pub const BUILTIN_COMPONENTS: &[(&str, &[u8], &str)] = &[\n",
     );
     for m in &members {
         let wasm = target_dir
             .join("wasm32-wasip2/release")
             .join(format!("{}.wasm", m.replace('-', "_")));
         assert!(wasm.exists(), "guest build produced no {}", wasm.display());
+        // The digest keys the precompiled-component cache; computing it here saves hashing
+        // the embedded bytes on every start.
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(fs::read(&wasm).unwrap());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         code.push_str(&format!(
-            "    ({m:?}, include_bytes!({:?})),\n",
+            "    ({m:?}, include_bytes!({:?}), {hex:?}),\n",
             wasm.display().to_string()
         ));
     }

@@ -193,11 +193,21 @@ impl Sandbox {
 
     /// Compile (or fetch from the cache), link and describe a component.
     pub fn load(&self, bytes: &[u8], origin: Origin) -> Result<LoadedStep, SandboxError> {
+        self.load_with_digest(bytes, hex(&Sha256::digest(bytes)), origin)
+    }
+
+    /// [`Sandbox::load`] with the sha256 of `bytes` already known (built-ins: computed at
+    /// build time).
+    pub fn load_with_digest(
+        &self,
+        bytes: &[u8],
+        sha256: String,
+        origin: Origin,
+    ) -> Result<LoadedStep, SandboxError> {
         let load_err = |message: String| SandboxError::Load {
             origin: origin.to_string(),
             message,
         };
-        let sha256 = hex(&Sha256::digest(bytes));
         let component = match &self.cache {
             Some(cache) => cache.get_or_compile(&self.engine, &sha256, bytes),
             None => Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}")),

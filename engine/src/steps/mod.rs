@@ -41,7 +41,8 @@ pub enum RegistryError {
 
 pub struct Registry {
     sandbox: Arc<Sandbox>,
-    builtin_bytes: BTreeMap<&'static str, &'static [u8]>,
+    /// name -> (component bytes, sha256 computed at build time)
+    builtin_bytes: BTreeMap<&'static str, (&'static [u8], &'static str)>,
     loaded: Mutex<BTreeMap<String, Arc<LoadedStep>>>,
     plugins: BTreeMap<String, Arc<LoadedStep>>,
     /// Plugin files skipped in non-strict mode, with why (reported as warnings).
@@ -54,7 +55,10 @@ impl Registry {
         plugin_paths: &[PathBuf],
         strict: bool,
     ) -> Result<Registry, RegistryError> {
-        let builtin_bytes: BTreeMap<_, _> = builtins::BUILTIN_COMPONENTS.iter().copied().collect();
+        let builtin_bytes: BTreeMap<_, _> = builtins::BUILTIN_COMPONENTS
+            .iter()
+            .map(|(name, bytes, sha)| (*name, (*bytes, *sha)))
+            .collect();
         let mut reg = Registry {
             sandbox,
             builtin_bytes,
@@ -146,14 +150,18 @@ impl Registry {
         if let Some(p) = self.plugins.get(name) {
             return Ok(Some(StepImpl::Component(p.clone())));
         }
-        let Some(bytes) = self.builtin_bytes.get(name) else {
+        let Some((bytes, sha256)) = self.builtin_bytes.get(name) else {
             return Ok(None);
         };
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = loaded.get(name) {
             return Ok(Some(StepImpl::Component(s.clone())));
         }
-        let step = Arc::new(self.sandbox.load(bytes, Origin::Builtin)?);
+        let step = Arc::new(self.sandbox.load_with_digest(
+            bytes,
+            sha256.to_string(),
+            Origin::Builtin,
+        )?);
         loaded.insert(name.to_string(), step.clone());
         Ok(Some(StepImpl::Component(step)))
     }
