@@ -244,6 +244,16 @@ pub fn run_flow(
 /// Why a job stopped early.
 struct JobFailure(String);
 
+/// A step end not yet committed: it is written in the same transaction as the next step's
+/// start (one commit per step instead of two), or alone when nothing follows. Either way it
+/// is durable before the next step runs. Its `step_end` event is emitted after the commit.
+struct PendingEnd {
+    step_id: String,
+    end: StepEnd,
+    event: Vec<(&'static str, Value)>,
+    summary: Value,
+}
+
 impl<'a> Runner<'a> {
     /// Known secrets masked (for errors and reasons written to the state store).
     fn mask(&self, s: &str) -> String {
@@ -517,9 +527,13 @@ impl<'a> Runner<'a> {
         let mut job_outputs: Map<String, Value> = Map::new();
         let mut skip_rest: Option<String> = None;
         let jkey = JobKey::new(&self.flow_id, &self.run_id, &job.id);
+        let mut pending: Option<PendingEnd> = None;
 
         for step in &job.steps {
             let skey = jkey.step(&step.id);
+            if skip_rest.is_some() || self.resuming {
+                self.flush_end(&jkey, &mut pending, summary)?;
+            }
             if let Some(reason) = &skip_rest {
                 obs.message(
                     Level::Info,
@@ -578,8 +592,13 @@ impl<'a> Runner<'a> {
                 continue;
             }
 
-            let mut inputs = template::render(&step.inputs, &scope, Phase::Step)
-                .map_err(|e| JobFailure(format!("step {}: {e}", step.id)))?;
+            let mut inputs = match template::render(&step.inputs, &scope, Phase::Step) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.flush_end(&jkey, &mut pending, summary)?;
+                    return Err(JobFailure(format!("step {}: {e}", step.id)));
+                }
+            };
             // A step-level deadline also bounds an OS command, unless it sets its own.
             if let (Some(secs), Some(map)) = (step.timeout_seconds, inputs.as_object_mut()) {
                 if step.type_ == crate::steps::EXTERNAL_PROCESS
@@ -590,10 +609,23 @@ impl<'a> Runner<'a> {
             }
 
             let started_ms = now_ms();
+            // The previous step's end and this step's start, in one commit.
+            let prev = pending.take();
+            let prev_key = prev.as_ref().map(|p| jkey.step(&p.step_id));
             let attempt = self
                 .store
-                .step_started(&skey, &step.type_, started_ms)
-                .map_err(|e| JobFailure(e.to_string()))?;
+                .step_transition(
+                    prev.as_ref()
+                        .zip(prev_key.as_ref())
+                        .map(|(p, k)| (k, &p.end)),
+                    Some((&skey, &step.type_, started_ms)),
+                )
+                .map_err(|e| JobFailure(e.to_string()))?
+                .unwrap_or(1);
+            if let Some(p) = prev {
+                obs.event(Level::Info, "step_end", &p.event);
+                summary.push(p.summary);
+            }
             let mut f = self.ids(&job.id);
             f.push(("step_id", json!(step.id)));
             f.push(("step_type", json!(step.type_)));
@@ -654,28 +686,30 @@ impl<'a> Runner<'a> {
             } else {
                 StepOutcome::Success
             };
-            // Durable before anything that depends on it (the next step, promotion).
-            self.store
-                .step_finished(
-                    &skey,
-                    &StepEnd {
-                        status,
-                        outputs: Some(self.mask_outputs(Value::Object(out.clone()))),
-                        reason: ret.reason.as_deref().map(|r| self.mask(r)),
-                        error: None,
-                        ended_at_ms: now_ms(),
-                        duration_ms: Some(duration_ms),
-                    },
-                )
-                .map_err(|e| JobFailure(e.to_string()))?;
-            set_step_output(&mut scope, &step.id, Value::Object(out.clone()));
-            self.promote(step, &out, &mut scope, &mut job_outputs)?;
             let mut f = f;
             f.push(("status", json!(status.as_str())));
             f.push(("duration_ms", json!(duration_ms)));
-            obs.event(Level::Info, "step_end", &f);
-            summary.push(json!({"step_id": step.id, "step_type": step.type_, "status": status.as_str(), "duration_ms": duration_ms}));
+            pending = Some(PendingEnd {
+                step_id: step.id.clone(),
+                end: StepEnd {
+                    status,
+                    outputs: Some(self.mask_outputs(Value::Object(out.clone()))),
+                    reason: ret.reason.as_deref().map(|r| self.mask(r)),
+                    error: None,
+                    ended_at_ms: now_ms(),
+                    duration_ms: Some(duration_ms),
+                },
+                event: f,
+                summary: json!({"step_id": step.id, "step_type": step.type_, "status": status.as_str(), "duration_ms": duration_ms}),
+            });
+            set_step_output(&mut scope, &step.id, Value::Object(out.clone()));
+            if let Err(e) = self.promote(step, &out, &mut scope, &mut job_outputs) {
+                // The step itself succeeded: record that before failing the job.
+                self.flush_end(&jkey, &mut pending, summary)?;
+                return Err(e);
+            }
             if ret.skipped && step.on_no_data == Some(OnNoData::SkipJob) {
+                self.flush_end(&jkey, &mut pending, summary)?;
                 let reason = skip_reason_of(&out, ret.reason.as_deref());
                 obs.message(
                     Level::Info,
@@ -688,7 +722,27 @@ impl<'a> Runner<'a> {
                 skip_rest = Some(reason);
             }
         }
+        self.flush_end(&jkey, &mut pending, summary)?;
         Ok((job_outputs, skip_rest))
+    }
+
+    /// Commit a pending step end on its own (nothing follows it in this job) and emit its
+    /// `step_end` event.
+    fn flush_end(
+        &self,
+        jkey: &JobKey<'_>,
+        pending: &mut Option<PendingEnd>,
+        summary: &mut Vec<Value>,
+    ) -> Result<(), JobFailure> {
+        let Some(p) = pending.take() else {
+            return Ok(());
+        };
+        self.store
+            .step_finished(&jkey.step(&p.step_id), &p.end)
+            .map_err(|e| JobFailure(e.to_string()))?;
+        self.env.observer.event(Level::Info, "step_end", &p.event);
+        summary.push(p.summary);
+        Ok(())
     }
 
     /// Render a step's `outputs:` with `result` = its outputs and merge into job outputs.

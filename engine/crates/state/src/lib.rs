@@ -397,6 +397,24 @@ pub trait StateStore: Send + Sync {
     /// with `attempts` 0 and no type.
     fn step_finished(&self, key: &StepKey<'_>, end: &StepEnd) -> Result<()>;
 
+    /// Records the end of one step and the start of the next in one transaction, durable
+    /// as a step end (the engine's usual transition: half the commits of calling
+    /// [`StateStore::step_finished`] then [`StateStore::step_started`]). Either part may be
+    /// absent. Returns the started step's attempt number.
+    fn step_transition(
+        &self,
+        finished: Option<(&StepKey<'_>, &StepEnd)>,
+        started: Option<(&StepKey<'_>, &str, i64)>,
+    ) -> Result<Option<u32>> {
+        if let Some((key, end)) = finished {
+            self.step_finished(key, end)?;
+        }
+        match started {
+            Some((key, step_type, at)) => self.step_started(key, step_type, at).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn step(&self, key: &StepKey<'_>) -> Result<Option<StepRecord>>;
 
     /// The steps of a job in execution order.

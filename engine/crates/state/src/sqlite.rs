@@ -336,6 +336,92 @@ impl SqliteStore {
         }
     }
 
+    fn tx_step_started(
+        &self,
+        tx: &Transaction<'_>,
+        key: &StepKey<'_>,
+        step_type: &str,
+        started_at_ms: i64,
+        now: i64,
+    ) -> Result<u32, TxError> {
+        let attempts = tx
+            .prepare_cached(
+                "INSERT INTO step_runs(flow_id, run_id, job_id, step_id, seq, step_type,
+                                       status, attempts, started_at_ms, updated_at_ms)
+                 VALUES(?1, ?2, ?3, ?4,
+                        ?9,
+                        ?5, ?6, 1, ?7, ?8)
+                 ON CONFLICT(flow_id, run_id, job_id, step_id) DO UPDATE SET
+                     step_type = excluded.step_type,
+                     status = excluded.status,
+                     attempts = step_runs.attempts + 1,
+                     started_at_ms = excluded.started_at_ms,
+                     ended_at_ms = NULL,
+                     duration_ms = NULL,
+                     outputs_json = NULL,
+                     reason = NULL,
+                     error = NULL,
+                     updated_at_ms = excluded.updated_at_ms
+                 RETURNING attempts",
+            )?
+            .query_row(
+                params![
+                    key.flow_id,
+                    key.run_id,
+                    key.job_id,
+                    key.step_id,
+                    step_type,
+                    StepStatus::Running,
+                    started_at_ms,
+                    now,
+                    self.next_seq()
+                ],
+                |r| r.get::<_, u32>(0),
+            )?;
+        Ok(attempts)
+    }
+
+    fn tx_step_finished(
+        &self,
+        tx: &Transaction<'_>,
+        key: &StepKey<'_>,
+        end: &StepEnd,
+        outputs: Option<&str>,
+        now: i64,
+    ) -> Result<(), TxError> {
+        tx.prepare_cached(
+            "INSERT INTO step_runs(flow_id, run_id, job_id, step_id, seq, step_type, status,
+                                   attempts, ended_at_ms, duration_ms, outputs_json, reason,
+                                   error, updated_at_ms)
+             VALUES(?1, ?2, ?3, ?4,
+?12,
+                    NULL, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT(flow_id, run_id, job_id, step_id) DO UPDATE SET
+                 status = excluded.status,
+                 ended_at_ms = excluded.ended_at_ms,
+                 duration_ms = excluded.duration_ms,
+                 outputs_json = excluded.outputs_json,
+                 reason = excluded.reason,
+                 error = excluded.error,
+                 updated_at_ms = excluded.updated_at_ms",
+        )?
+        .execute(params![
+            key.flow_id,
+            key.run_id,
+            key.job_id,
+            key.step_id,
+            end.status,
+            end.ended_at_ms,
+            end.duration_ms,
+            outputs,
+            end.reason,
+            end.error,
+            now,
+            self.next_seq()
+        ])?;
+        Ok(())
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -733,41 +819,7 @@ impl StateStore for SqliteStore {
     fn step_started(&self, key: &StepKey<'_>, step_type: &str, started_at_ms: i64) -> Result<u32> {
         let now = now_ms();
         self.write("record step start", Phase::Start, |tx| {
-            let attempts = tx
-                .prepare_cached(
-                    "INSERT INTO step_runs(flow_id, run_id, job_id, step_id, seq, step_type,
-                                           status, attempts, started_at_ms, updated_at_ms)
-                     VALUES(?1, ?2, ?3, ?4,
-                            ?9,
-                            ?5, ?6, 1, ?7, ?8)
-                     ON CONFLICT(flow_id, run_id, job_id, step_id) DO UPDATE SET
-                         step_type = excluded.step_type,
-                         status = excluded.status,
-                         attempts = step_runs.attempts + 1,
-                         started_at_ms = excluded.started_at_ms,
-                         ended_at_ms = NULL,
-                         duration_ms = NULL,
-                         outputs_json = NULL,
-                         reason = NULL,
-                         error = NULL,
-                         updated_at_ms = excluded.updated_at_ms
-                     RETURNING attempts",
-                )?
-                .query_row(
-                    params![
-                        key.flow_id,
-                        key.run_id,
-                        key.job_id,
-                        key.step_id,
-                        step_type,
-                        StepStatus::Running,
-                        started_at_ms,
-                        now,
-                        self.next_seq()
-                    ],
-                    |r| r.get::<_, u32>(0),
-                )?;
-            Ok(attempts)
+            self.tx_step_started(tx, key, step_type, started_at_ms, now)
         })
     }
 
@@ -775,37 +827,37 @@ impl StateStore for SqliteStore {
         let outputs = self.to_json(key, end.outputs.as_ref())?;
         let now = now_ms();
         self.write("record step end", Phase::End, |tx| {
-            tx.prepare_cached(
-                "INSERT INTO step_runs(flow_id, run_id, job_id, step_id, seq, step_type, status,
-                                       attempts, ended_at_ms, duration_ms, outputs_json, reason,
-                                       error, updated_at_ms)
-                 VALUES(?1, ?2, ?3, ?4,
-?12,
-                        NULL, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT(flow_id, run_id, job_id, step_id) DO UPDATE SET
-                     status = excluded.status,
-                     ended_at_ms = excluded.ended_at_ms,
-                     duration_ms = excluded.duration_ms,
-                     outputs_json = excluded.outputs_json,
-                     reason = excluded.reason,
-                     error = excluded.error,
-                     updated_at_ms = excluded.updated_at_ms",
-            )?
-            .execute(params![
-                key.flow_id,
-                key.run_id,
-                key.job_id,
-                key.step_id,
-                end.status,
-                end.ended_at_ms,
-                end.duration_ms,
-                outputs,
-                end.reason,
-                end.error,
-                now,
-                self.next_seq()
-            ])?;
-            Ok(())
+            self.tx_step_finished(tx, key, end, outputs.as_deref(), now)
+        })
+    }
+
+    fn step_transition(
+        &self,
+        finished: Option<(&StepKey<'_>, &StepEnd)>,
+        started: Option<(&StepKey<'_>, &str, i64)>,
+    ) -> Result<Option<u32>> {
+        let outputs = match finished {
+            Some((key, end)) => self.to_json(key, end.outputs.as_ref())?,
+            None => None,
+        };
+        let now = now_ms();
+        // Synced like a step end when it records one: the end must be durable before the
+        // next step runs, and it is, because this commit returns before that.
+        let phase = if finished.is_some() {
+            Phase::End
+        } else {
+            Phase::Start
+        };
+        self.write("record step transition", phase, |tx| {
+            if let Some((key, end)) = finished {
+                self.tx_step_finished(tx, key, end, outputs.as_deref(), now)?;
+            }
+            match started {
+                Some((key, step_type, at)) => {
+                    self.tx_step_started(tx, key, step_type, at, now).map(Some)
+                }
+                None => Ok(None),
+            }
         })
     }
 

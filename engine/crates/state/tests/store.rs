@@ -536,3 +536,32 @@ fn store_is_usable_as_shared_trait_object() -> TestResult {
     assert_eq!(detail.steps.len(), 100);
     Ok(())
 }
+
+#[test]
+fn a_step_transition_records_one_end_and_the_next_start_in_order() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    for durability in [Durability::Process, Durability::Power] {
+        let store = SqliteStore::open(
+            dir.path().join(format!("{durability:?}.sqlite")),
+            durability,
+        )?;
+        store.begin_run(&start("f", "r", 1))?;
+        let job = JobKey::new("f", "r", "j");
+        let (a, b) = (job.step("a"), job.step("b"));
+        assert_eq!(store.step_transition(None, Some((&a, "t", 1)))?, Some(1));
+        let end = success(json!({"n": 1}), 2);
+        assert_eq!(
+            store.step_transition(Some((&a, &end)), Some((&b, "t", 3)))?,
+            Some(1)
+        );
+        store.step_transition(Some((&b, &success(json!({}), 4))), None)?;
+        let steps = store.steps_of_job(&job)?;
+        let ids: Vec<&str> = steps.iter().map(|s| s.step_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(steps
+            .iter()
+            .all(|s| s.status == StepStatus::Success && s.attempts == 1));
+        assert_eq!(steps[0].outputs, Some(json!({"n": 1})));
+    }
+    Ok(())
+}
