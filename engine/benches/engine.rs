@@ -55,9 +55,8 @@ fn main() {
         .expect("cannot create a temporary directory");
     let root = tmp.path();
     println!("engine bench: ours      = {}", ours.display());
-    match &reference {
-        Some(r) => println!("engine bench: reference = {}", r.describe()),
-        None => {}
+    if let Some(r) = &reference {
+        println!("engine bench: reference = {}", r.describe());
     }
     println!("engine bench: scratch   = {}", root.display());
     println!();

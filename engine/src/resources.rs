@@ -451,20 +451,6 @@ fn resource_has_field(raw: &Value, field: &str) -> bool {
     raw.as_object().is_some_and(|m| m.contains_key(first))
 }
 
-/// `{env}` scope for resource rendering.
-pub fn env_scope(env: &EnvSnapshot) -> Map<String, Value> {
-    let mut scope = Map::new();
-    scope.insert(
-        "env".into(),
-        Value::Object(
-            env.iter()
-                .map(|(k, v)| (k.clone(), Value::from(v.clone())))
-                .collect(),
-        ),
-    );
-    scope
-}
-
 /// The resources of a run and the secret strings they hold (decoded values and their
 /// encoded forms), which must be redacted from any output.
 #[derive(Debug, Default)]
@@ -570,7 +556,7 @@ pub fn resolve_resources(
     profiles: &LoadedProfiles,
     provider: Option<&dyn SecretsProvider>,
 ) -> Result<ResolvedResources, ResourceError> {
-    let scope = env_scope(env);
+    let scope = crate::settings::env_scope(env);
     let mut out = ResolvedResources::default();
     for (name, r) in &spec.resources {
         let merged = merge_resource(name, r, profiles)?;

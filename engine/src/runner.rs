@@ -23,7 +23,7 @@ use serde_json::{json, Map, Value};
 use crate::connectors::{Connectors, ResolvedResource};
 use crate::observe::{Level, Observer};
 use crate::redact::Redactor;
-use crate::sandbox::{AttemptContext, Limits, LogLevel, StepLogger, StepReturn};
+use crate::sandbox::{AttemptContext, Capabilities, Limits, LogLevel, StepLogger, StepReturn};
 use crate::settings::{parse_seconds, EnvSnapshot, Settings};
 use crate::steps::{Registry, StepImpl};
 
@@ -812,9 +812,11 @@ impl<'a> Runner<'a> {
                             timeout,
                             memory_bytes: self.env.settings.step_memory_bytes,
                         },
-                        grants,
-                        self.connectors.clone(),
-                        logger,
+                        Capabilities {
+                            grants,
+                            connectors: self.connectors.clone(),
+                            logger,
+                        },
                     )
                     .map_err(|f| f.message)
             }

@@ -21,6 +21,17 @@ pub fn process_env() -> EnvSnapshot {
         .collect()
 }
 
+/// The `{env: ...}` template scope of the resource and flow-meta phases.
+pub fn env_scope(env: &EnvSnapshot) -> serde_json::Map<String, serde_json::Value> {
+    let vars = env
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
+        .collect();
+    let mut scope = serde_json::Map::new();
+    scope.insert("env".into(), serde_json::Value::Object(vars));
+    scope
+}
+
 /// How state commits reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateSync {

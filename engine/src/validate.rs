@@ -373,6 +373,9 @@ fn get_by_path<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
     Some(cur)
 }
 
+/// Reports the findings of one scanned leaf: (findings, loc, push(code, loc, msg, is_missing_env)).
+type LeafFindings = dyn Fn(Vec<ScanFinding>, &str, &mut dyn FnMut(&str, String, String, bool));
+
 /// Resource decode strings: a string containing `{{` must be a standalone
 /// token (bare syntax message), and a standalone one is scanned with `{env}`.
 fn decode_strings(
@@ -380,7 +383,7 @@ fn decode_strings(
     base: &str,
     env: &Map<String, Value>,
     push: &mut dyn FnMut(&str, String, String, bool),
-    leaf_findings: &dyn Fn(Vec<ScanFinding>, &str, &mut dyn FnMut(&str, String, String, bool)),
+    leaf_findings: &LeafFindings,
 ) {
     for (path, s) in template::string_leaf_paths(decode) {
         if !s.contains("{{") {

@@ -1,5 +1,5 @@
 //! A fluent builder around the real `aetherflow` binary:
-//! `Test::new().flow("...").args(["run", "flow.yaml"]).run().status(0)`.
+//! `Test::new().flow("...").env("K", "v").run_args(&["run", "flow.yaml"]).status(0)`.
 //!
 //! Every test gets its own temporary directory (`{ROOT}` in files is replaced by its path),
 //! a clean environment (no inherited `AETHERFLOW_*` variables), JSON logs, and a component
@@ -15,7 +15,6 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_aetherflow");
 pub struct Test {
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
-    args: Vec<String>,
 }
 
 impl Test {
@@ -29,7 +28,6 @@ impl Test {
                     cache_dir().display().to_string(),
                 ),
             ],
-            args: Vec::new(),
         }
     }
 
@@ -70,15 +68,6 @@ impl Test {
         self
     }
 
-    pub fn args<I, S>(mut self, args: I) -> Test
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.args = args.into_iter().map(|s| s.as_ref().to_string()).collect();
-        self
-    }
-
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.current_dir(self.root());
@@ -93,12 +82,6 @@ impl Test {
         cmd.args(args);
         cmd.stdin(Stdio::null());
         cmd
-    }
-
-    /// Run with the builder's args.
-    pub fn run(&self) -> Outcome {
-        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        self.run_args(&args)
     }
 
     pub fn run_args(&self, args: &[&str]) -> Outcome {
@@ -202,23 +185,6 @@ impl Outcome {
             .find_map(|w| w.strip_prefix("run_id="))
             .unwrap_or_else(|| panic!("no run_id in stdout: {}", self.stdout))
             .to_string()
-    }
-
-    /// `job_id -> status` from the run_summary event.
-    pub fn job_statuses(&self) -> Vec<(String, String)> {
-        let summary = self.named("run_summary");
-        let s = summary.last().expect("run_summary event");
-        s["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|j| {
-                (
-                    j["job_id"].as_str().unwrap().to_string(),
-                    j["status"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
     }
 }
 

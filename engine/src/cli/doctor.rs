@@ -144,7 +144,7 @@ pub fn diagnose(
     provider: Option<&dyn SecretsProvider>,
 ) -> Result<DoctorReport, ResourceError> {
     let envm = env_map(env);
-    let scope = resources::env_scope(env);
+    let scope = crate::settings::env_scope(env);
     let mut rep = DoctorReport::default();
     let mut used_profiles = std::collections::BTreeSet::new();
 

@@ -103,7 +103,7 @@ pub fn execute(args: ExplainArgs) -> i32 {
     let Some(spec) = loaded.spec.as_ref() else {
         return super::EXIT_FAILED;
     };
-    let scope = resources::env_scope(&env);
+    let scope = crate::settings::env_scope(&env);
     let mut out = Map::new();
     for (name, r) in &spec.resources {
         let Some(pname) = r.profile.as_ref().filter(|p| !p.is_empty()) else {
@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn masks_secrets() {
-        let scope = resources::env_scope(
+        let scope = crate::settings::env_scope(
             &[
                 ("HOST".to_string(), "h".to_string()),
                 ("DB_PASSWORD".into(), "pw".into()),

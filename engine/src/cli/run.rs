@@ -6,14 +6,14 @@ use std::sync::Arc;
 use aetherflow_state::{Durability, SqliteStore, StateStore};
 use aetherflow_template::{self as template, Phase};
 use clap::Args;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{FlowArg, EXIT_FAILED, EXIT_INVALID, EXIT_OK};
 use crate::observe::Observer;
 use crate::output;
 use crate::runner::{run_flow, RunEnv, RunRequest};
 use crate::sandbox::Sandbox;
-use crate::settings::{EnvSnapshot, Settings, StateSync};
+use crate::settings::{Settings, StateSync};
 use crate::steps::Registry;
 
 #[derive(Debug, Args)]
@@ -101,7 +101,7 @@ pub fn execute(args: RunArgs) -> i32 {
     }
 
     // The flow block is rendered with env only, then validated again (parity §3.1 step 6).
-    let scope = env_scope(&env);
+    let scope = crate::settings::env_scope(&env);
     let flow_raw = loaded.raw.get("flow").cloned().unwrap_or(Value::Null);
     let meta = match template::render(&flow_raw, &scope, Phase::FlowMeta)
         .map_err(|e| format!("flow: {e}"))
@@ -193,17 +193,4 @@ pub fn execute(args: RunArgs) -> i32 {
             EXIT_FAILED
         }
     }
-}
-
-fn env_scope(env: &EnvSnapshot) -> Map<String, Value> {
-    let mut scope = Map::new();
-    scope.insert(
-        "env".into(),
-        Value::Object(
-            env.iter()
-                .map(|(k, v)| (k.clone(), Value::from(v.clone())))
-                .collect(),
-        ),
-    );
-    scope
 }

@@ -8,7 +8,7 @@ use aetherflow_state::{
 };
 use aetherflow_template::{self as template, Phase};
 use clap::{Args, Subcommand};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{EXIT_FAILED, EXIT_INVALID, EXIT_OK};
 use crate::connectors::ResolvedResource;
@@ -98,15 +98,7 @@ fn locate(arg: &StoreArg) -> Result<Located, String> {
     };
     let loaded = aetherflow_spec::load_flow(flow_path).map_err(|e| e.to_string())?;
     let env = crate::settings::process_env();
-    let mut scope = Map::new();
-    scope.insert(
-        "env".into(),
-        Value::Object(
-            env.iter()
-                .map(|(k, v)| (k.clone(), Value::from(v.clone())))
-                .collect(),
-        ),
-    );
+    let scope = crate::settings::env_scope(&env);
     let flow_raw = loaded.raw.get("flow").cloned().unwrap_or(Value::Null);
     let meta = template::render(&flow_raw, &scope, Phase::FlowMeta)
         .map_err(|e| format!("{}: flow: {e}", flow_path.display()))
@@ -424,27 +416,13 @@ fn iso_utc(ms: i64) -> String {
     let milli = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::observe::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{milli:03}Z",
         rem / 3600,
         (rem % 3600) / 60,
         rem % 60
     )
-}
-
-/// Howard Hinnant's days-to-civil conversion.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

@@ -106,6 +106,14 @@ pub struct AttemptContext {
     pub manifests_dir: PathBuf,
 }
 
+/// What an attempt may reach: the resources the flow granted it (by name), the run's
+/// connectors behind them, and where its log lines go.
+pub struct Capabilities {
+    pub grants: Vec<String>,
+    pub connectors: Arc<Connectors>,
+    pub logger: StepLogger,
+}
+
 /// A step's successful return.
 #[derive(Debug, Clone)]
 pub struct StepReturn {
@@ -276,9 +284,7 @@ impl Sandbox {
         ctx: &AttemptContext,
         inputs: &Value,
         limits: Limits,
-        grants: Vec<String>,
-        connectors: Arc<Connectors>,
-        logger: StepLogger,
+        caps: Capabilities,
     ) -> Result<StepReturn, StepFailure> {
         let host_err = |message: String| StepFailure {
             kind: FailureKind::Host,
@@ -296,9 +302,9 @@ impl Sandbox {
             wasi,
             limits.memory_bytes,
             Some(host::StepEnv::new(
-                grants,
-                connectors,
-                logger,
+                caps.grants,
+                caps.connectors,
+                caps.logger,
                 ctx.step_id.clone(),
             )),
         );
