@@ -1,6 +1,10 @@
 //! Resource build (parity §6.4, §2.6): profiles overlay, env rendering, decode.
 //!
 //! Per resource, in this order:
+//! 0. when the secrets provider expands the environment (a `component` provider's
+//!    `expand-env`), it is called with a copy of the env snapshot; the result is the
+//!    `{env}` of this resource only (never of other resources or of step inputs), and
+//!    the values it added or changed are treated as secrets (redacted);
 //! 1. the named profile is the base and the resource wins: `config` and `options` are
 //!    deep-merged (dicts recursively, lists replaced); `decode` maps are merged per §2.6;
 //! 2. `config`/`options` are rendered with `{env}` only ([`Phase::Resource`]);
@@ -103,7 +107,7 @@ pub enum ResourceError {
         resource: String,
         request: DecodeRequest,
     },
-    #[error("resources.{resource}.decode requests decoding of [{}] but no secrets provider is configured (set {}=base64, or remove the decode map)", join(.requests), secrets::PROVIDER_VAR)]
+    #[error("resources.{resource}.decode requests decoding of [{}] but no secrets provider is configured (set {}=base64, or {}=component with {}=<provider.wasm>, or remove the decode map)", join(.requests), secrets::PROVIDER_VAR, secrets::PROVIDER_VAR, secrets::COMPONENT_VAR)]
     NoProvider {
         resource: String,
         requests: Vec<DecodeRequest>,
@@ -112,6 +116,12 @@ pub enum ResourceError {
     DecodeFailed {
         resource: String,
         request: DecodeRequest,
+        provider: String,
+        reason: String,
+    },
+    #[error("resources.{resource}: the {provider} secrets provider failed to expand the environment: {reason}")]
+    ExpandEnv {
+        resource: String,
         provider: String,
         reason: String,
     },
@@ -468,6 +478,11 @@ pub fn resolve_resource(
     secrets_out: &mut BTreeSet<String>,
 ) -> Result<ResolvedResource, ResourceError> {
     let name = merged.name.clone();
+    let expanded_scope = match provider {
+        Some(p) => expand_scope(p, scope, &name, secrets_out)?,
+        None => None,
+    };
+    let scope = expanded_scope.as_ref().unwrap_or(scope);
     let render = |section: Section, v: &Map<String, Value>, raw_section: &Value| {
         let mut path = Vec::new();
         match render_at(&Value::Object(v.clone()), scope, &mut path) {
@@ -549,6 +564,48 @@ pub fn resolve_resource(
     })
 }
 
+/// The `{env}` scope of one resource after the provider's `expand_env`, computed from a
+/// copy of `scope`'s `env` (`None`: the provider does not expand). Values the provider
+/// added or changed go to `secrets_out`.
+fn expand_scope(
+    provider: &dyn SecretsProvider,
+    scope: &Map<String, Value>,
+    resource: &str,
+    secrets_out: &mut BTreeSet<String>,
+) -> Result<Option<Map<String, Value>>, ResourceError> {
+    let env: EnvSnapshot = scope
+        .get("env")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let expanded = provider
+        .expand_env(&env)
+        .map_err(|reason| ResourceError::ExpandEnv {
+            resource: resource.to_string(),
+            provider: provider.name().to_string(),
+            reason: reason.0,
+        })?;
+    let Some(expanded) = expanded else {
+        return Ok(None);
+    };
+    for (k, v) in &expanded {
+        if !v.is_empty() && env.get(k) != Some(v) {
+            secrets_out.insert(v.clone());
+        }
+    }
+    let mut out = scope.clone();
+    let vars = expanded
+        .into_iter()
+        .map(|(k, v)| (k, Value::from(v)))
+        .collect();
+    out.insert("env".into(), Value::Object(vars));
+    Ok(Some(out))
+}
+
 /// Every resource of the flow: overlay, render, decode (parity §3.1 step 15).
 pub fn resolve_resources(
     spec: &FlowSpec,
@@ -567,13 +624,15 @@ pub fn resolve_resources(
 }
 
 /// What `run` does (§3.1 steps 14-15): profiles from the snapshot (both variables set is
-/// an error), the provider from `AETHERFLOW_SECRETS_PROVIDER`, then every resource.
+/// an error), the provider from `AETHERFLOW_SECRETS_PROVIDER`, then every resource. A
+/// component provider runs in `sandbox` (the run's own), or in a sandbox of its own.
 pub fn build_resources(
     spec: &FlowSpec,
     env: &EnvSnapshot,
+    sandbox: Option<std::sync::Arc<crate::sandbox::Sandbox>>,
 ) -> Result<ResolvedResources, ResourceError> {
     let profiles = load_profiles(env, ProfilesMode::Run)?;
-    let provider = secrets::provider_from_env(env)?;
+    let provider = secrets::provider_from_env_with(env, sandbox)?;
     resolve_resources(spec, env, &profiles, provider.as_deref())
 }
 
@@ -596,6 +655,62 @@ mod tests {
             Value::Object(got),
             json!({"a": 1, "n": {"x": 1, "y": 3}, "l": [9], "b": 2})
         );
+    }
+
+    /// Adds `X=added` to the env and upper-cases decoded values.
+    struct Expanding;
+
+    impl SecretsProvider for Expanding {
+        fn name(&self) -> &str {
+            "expanding"
+        }
+        fn decode(&self, value: &str) -> Result<String, secrets::DecodeFailure> {
+            Ok(value.to_uppercase())
+        }
+        fn expand_env(
+            &self,
+            env: &EnvSnapshot,
+        ) -> Result<Option<EnvSnapshot>, secrets::DecodeFailure> {
+            let mut env = env.clone();
+            env.insert("X".into(), "added-secret".into());
+            Ok(Some(env))
+        }
+    }
+
+    #[test]
+    fn expand_env_is_per_resource_and_its_values_are_secrets() {
+        let mut env = EnvSnapshot::new();
+        env.insert("A".into(), "a".into());
+        let scope = crate::settings::env_scope(&env);
+        let spec = ResourceSpec {
+            kind: "db".into(),
+            driver: "sqlite3".into(),
+            profile: None,
+            config: json!({"p": "{{env.A}}/{{env.X}}", "pw": "{{env.A}}"}),
+            options: json!({}),
+            decode: json!({"config": {"pw": true}}),
+        };
+        let merged = merge_resource("r", &spec, &LoadedProfiles::default()).unwrap();
+        let mut secrets_out = BTreeSet::new();
+        let r = resolve_resource(
+            merged.clone(),
+            &spec,
+            &scope,
+            Some(&Expanding),
+            &mut secrets_out,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(r.config),
+            json!({"p": "a/added-secret", "pw": "A"})
+        );
+        assert!(secrets_out.contains("added-secret"));
+        // The caller's scope is untouched; without the provider X is unknown.
+        assert!(scope["env"].get("X").is_none());
+        let mut sink = BTreeSet::new();
+        let mut no_decode = merged;
+        no_decode.decode = json!({});
+        assert!(resolve_resource(no_decode, &spec, &scope, None, &mut sink).is_err());
     }
 
     #[test]

@@ -4,23 +4,31 @@
 //! Here a provider is a [`SecretsProvider`] chosen by `AETHERFLOW_SECRETS_PROVIDER`:
 //!
 //! * `base64`: standard base64 (padding optional) decoded to a UTF-8 string.
+//! * `component`: a WebAssembly component implementing the `secrets-provider` world of
+//!   wit/secrets.wit (`decode` and `expand-env`), loaded from
+//!   `AETHERFLOW_SECRETS_COMPONENT` and sandboxed more tightly than a step (no files,
+//!   env, args or sockets; a fresh instance per call, a deadline and a memory cap).
 //!
-//! The trait is object-safe and `Send + Sync` so that a WebAssembly component provider
-//! (a `decode: func(value: string) -> result<string, string>` export, sandboxed like a
-//! step) can be added as another implementation; it is not implemented yet, and neither
-//! is `expand_env`. The Python hook variables `AETHERFLOW_SECRETS_MODULE` /
-//! `AETHERFLOW_SECRETS_PATH` are not supported.
+//! The Python hook variables `AETHERFLOW_SECRETS_MODULE` / `AETHERFLOW_SECRETS_PATH` are
+//! not supported.
 //!
 //! Decoded values are never logged or put into an error message: errors name the
 //! resource, the field and the provider only.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::sandbox::{ComponentSecretsProvider, Sandbox};
 use crate::settings::EnvSnapshot;
 
 /// The variable that selects the provider.
 pub const PROVIDER_VAR: &str = "AETHERFLOW_SECRETS_PROVIDER";
 
+/// The path of the provider component (`AETHERFLOW_SECRETS_PROVIDER=component`).
+pub const COMPONENT_VAR: &str = "AETHERFLOW_SECRETS_COMPONENT";
+
 /// Names accepted by [`provider_from_env`].
-pub const KNOWN_PROVIDERS: &[&str] = &["base64"];
+pub const KNOWN_PROVIDERS: &[&str] = &["base64", "component"];
 
 /// Why one value could not be decoded. Must never contain the value itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,18 +40,43 @@ pub trait SecretsProvider: Send + Sync {
     /// Short name used in messages (`base64`).
     fn name(&self) -> &str;
     fn decode(&self, value: &str) -> Result<String, DecodeFailure>;
+
+    /// The environment one resource is rendered with, computed from a copy of the run's
+    /// snapshot (the reference's `expand_env`). `None`: the provider does not expand the
+    /// environment (the snapshot is used as is). The result never reaches step inputs.
+    fn expand_env(&self, _env: &EnvSnapshot) -> Result<Option<EnvSnapshot>, DecodeFailure> {
+        Ok(None)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
     #[error("unknown secrets provider {PROVIDER_VAR}=`{name}`: supported providers are: {}", KNOWN_PROVIDERS.join(", "))]
     UnknownProvider { name: String },
+    #[error(
+        "{PROVIDER_VAR}=component needs {COMPONENT_VAR}=<path of the provider .wasm component>"
+    )]
+    ComponentUnset,
+    #[error("{COMPONENT_VAR}={path}: cannot read the secrets provider component: {message}")]
+    ComponentRead { path: String, message: String },
+    #[error("{COMPONENT_VAR}={path}: cannot load the secrets provider component: {message}")]
+    ComponentLoad { path: String, message: String },
 }
 
 /// The provider selected by the snapshot (`None` when `AETHERFLOW_SECRETS_PROVIDER` is
-/// unset or empty).
+/// unset or empty). A `component` provider gets a sandbox of its own (with the component
+/// cache of the snapshot's settings); see [`provider_from_env_with`] to share one.
 pub fn provider_from_env(
     env: &EnvSnapshot,
+) -> Result<Option<Box<dyn SecretsProvider>>, SecretsError> {
+    provider_from_env_with(env, None)
+}
+
+/// [`provider_from_env`], loading a `component` provider into `sandbox` when given (the
+/// provider keeps it alive: its epoch ticker drives the call deadlines).
+pub fn provider_from_env_with(
+    env: &EnvSnapshot,
+    sandbox: Option<Arc<Sandbox>>,
 ) -> Result<Option<Box<dyn SecretsProvider>>, SecretsError> {
     let Some(name) = env
         .get(PROVIDER_VAR)
@@ -54,7 +87,87 @@ pub fn provider_from_env(
     };
     match name.to_ascii_lowercase().as_str() {
         "base64" => Ok(Some(Box::new(Base64Provider))),
+        "component" => Ok(Some(Box::new(WasmProvider::from_env(env, sandbox)?))),
         _ => Err(SecretsError::UnknownProvider { name: name.into() }),
+    }
+}
+
+/// A `secrets-provider` component (wit/secrets.wit), with the sandbox that runs it.
+pub struct WasmProvider {
+    // Dropped before the sandbox (declaration order).
+    component: ComponentSecretsProvider,
+    _sandbox: Arc<Sandbox>,
+    name: String,
+}
+
+impl WasmProvider {
+    /// Load the component named by `AETHERFLOW_SECRETS_COMPONENT`.
+    pub fn from_env(
+        env: &EnvSnapshot,
+        sandbox: Option<Arc<Sandbox>>,
+    ) -> Result<Self, SecretsError> {
+        let path = env
+            .get(COMPONENT_VAR)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .ok_or(SecretsError::ComponentUnset)?;
+        let sandbox = match sandbox {
+            Some(s) => s,
+            None => {
+                let cache = crate::settings::Settings::from_env(env)
+                    .ok()
+                    .and_then(|s| s.component_cache);
+                Arc::new(
+                    Sandbox::new(cache).map_err(|e| SecretsError::ComponentLoad {
+                        path: path.to_string(),
+                        message: e.to_string(),
+                    })?,
+                )
+            }
+        };
+        Self::load(PathBuf::from(path), sandbox)
+    }
+
+    pub fn load(path: PathBuf, sandbox: Arc<Sandbox>) -> Result<Self, SecretsError> {
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(&path).map_err(|e| SecretsError::ComponentRead {
+            path: shown.clone(),
+            message: e.to_string(),
+        })?;
+        let component = sandbox.load_secrets_provider(&bytes, &shown).map_err(|e| {
+            SecretsError::ComponentLoad {
+                path: shown.clone(),
+                message: match e {
+                    crate::sandbox::SandboxError::Load { message, .. } => message,
+                    other => other.to_string(),
+                },
+            }
+        })?;
+        Ok(WasmProvider {
+            component,
+            _sandbox: sandbox,
+            name: format!("component ({shown})"),
+        })
+    }
+}
+
+impl SecretsProvider for WasmProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn decode(&self, value: &str) -> Result<String, DecodeFailure> {
+        match self.component.decode(value) {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(reason)) => Err(DecodeFailure(reason)),
+            Err(trap) => Err(DecodeFailure(trap)),
+        }
+    }
+
+    fn expand_env(&self, env: &EnvSnapshot) -> Result<Option<EnvSnapshot>, DecodeFailure> {
+        let list: Vec<(String, String)> = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let out = self.component.expand_env(&list).map_err(DecodeFailure)?;
+        Ok(Some(out.into_iter().collect()))
     }
 }
 

@@ -14,3 +14,4 @@ mod parity_runs;
 mod resume;
 mod runs;
 mod sandbox;
+mod secrets;

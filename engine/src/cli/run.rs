@@ -123,7 +123,7 @@ pub fn execute(args: RunArgs) -> i32 {
     // Profiles, overlay, env rendering and decode (§3.1 steps 14-15). `secrets` holds the
     // decoded values (and their encoded forms) for redaction.
     let crate::resources::ResolvedResources { resources, secrets } =
-        match crate::resources::build_resources(spec, &env) {
+        match crate::resources::build_resources(spec, &env, Some(registry.sandbox().clone())) {
             Ok(r) => r,
             Err(e) => {
                 output::error(e);

@@ -6,6 +6,7 @@
 
 mod cache;
 mod host;
+mod secrets;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +21,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 pub use host::{HostState, LogLevel, StepLogger};
+pub use secrets::{ComponentSecretsProvider, SECRETS_CALL_TIMEOUT, SECRETS_MEMORY_BYTES};
 
 use crate::connectors::Connectors;
 
