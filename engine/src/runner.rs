@@ -136,7 +136,11 @@ pub fn run_flow(
     let runner = Runner {
         env: renv,
         store,
-        connectors: Arc::new(Connectors::new(resources)),
+        connectors: Arc::new(Connectors::with_policy(
+            resources,
+            renv.settings.connector_cache,
+            renv.settings.connector_cache_disabled,
+        )),
         flow_id: flow_id.clone(),
         run_id: run_id.clone(),
         work_root,

@@ -52,6 +52,10 @@ pub struct Settings {
     pub step_timeout: Duration,
     pub step_memory_bytes: usize,
     pub state_sync: StateSync,
+    /// `AETHERFLOW_CONNECTOR_CACHE_DEFAULT` (`run`|`process`|`none`; unknown means `run`).
+    pub connector_cache: crate::connectors::CachePolicy,
+    /// `AETHERFLOW_CONNECTOR_CACHE_DISABLED=true`: no connection is reused.
+    pub connector_cache_disabled: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +142,10 @@ impl Settings {
             step_timeout,
             step_memory_bytes,
             state_sync,
+            connector_cache: crate::connectors::CachePolicy::parse(
+                get("AETHERFLOW_CONNECTOR_CACHE_DEFAULT").unwrap_or("run"),
+            ),
+            connector_cache_disabled: flag(env, "AETHERFLOW_CONNECTOR_CACHE_DISABLED", false),
         })
     }
 }

@@ -279,3 +279,58 @@ fn a_query_error_shows_the_database_message_and_leaves_no_file() {
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// A temp table lives only on the connection that created it, so the second step sees it
+/// exactly when the run reused the connection (cache policy `run`, the default).
+#[test]
+fn connections_are_reused_within_a_run_unless_the_cache_policy_says_none() {
+    let flow = |cache: &str| {
+        header("pool")
+            + &format!(
+                "resources:\n  db: {{kind: db, driver: sqlite3, config: {{path: \"{{ROOT}}/p.db\"}}{cache}}}\njobs:\n  - id: j\n    steps:\n      - {{id: make, type: db_extract, inputs: {{resource: db, sql: \"CREATE TEMP TABLE tt AS SELECT 42 AS v\", output: a.tsv}}}}\n      - {{id: read, type: db_extract, inputs: {{resource: db, sql: \"SELECT v FROM tt\", output: b.tsv}}}}\n"
+            )
+    };
+    // (resource options, env, whether the connection is reused)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+    let cases: [Case; 5] = [
+        ("", &[], true),
+        ("", &[("AETHERFLOW_CONNECTOR_CACHE_DEFAULT", "none")], false),
+        (", options: {cache: none}", &[], false),
+        (
+            ", options: {cache: run}",
+            &[("AETHERFLOW_CONNECTOR_CACHE_DEFAULT", "none")],
+            true,
+        ),
+        (
+            ", options: {cache: run}",
+            &[("AETHERFLOW_CONNECTOR_CACHE_DISABLED", "true")],
+            false,
+        ),
+    ];
+    for (cache, env, reused) in cases {
+        let mut t = Test::new().flow(&flow(cache));
+        for (k, v) in env {
+            t = t.env(k, v);
+        }
+        rusqlite::Connection::open(t.path("p.db"))
+            .unwrap()
+            .execute_batch("create table t(x)")
+            .unwrap();
+        let out = t.run_args(&["run", "flow.yaml", "--run-id", "p1"]);
+        if reused {
+            out.status(0);
+            assert_eq!(
+                std::fs::read_to_string(t.path("work/pool/j/p1/artifacts/b.tsv")).unwrap(),
+                "v\n42\n"
+            );
+        } else {
+            out.status(1);
+            let end = out
+                .named("step_end")
+                .into_iter()
+                .find(|e| e["step_id"] == "read")
+                .unwrap();
+            assert_eq!(end["error"], "no such table: tt", "{cache} {env:?}");
+        }
+    }
+}

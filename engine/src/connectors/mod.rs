@@ -21,19 +21,99 @@ pub struct ResolvedResource {
     pub options: Map<String, Value>,
 }
 
-/// The resources of one run.
-#[derive(Debug, Default)]
+/// Connector caching (`AETHERFLOW_CONNECTOR_CACHE_*`, a resource's `options.cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CachePolicy {
+    /// Connections are reused within the run and closed at its end (default).
+    #[default]
+    Run,
+    /// As `run`: one `aetherflow run` is one process.
+    Process,
+    /// Every operation opens and closes its own connection.
+    None,
+}
+
+impl CachePolicy {
+    /// `run|process|none` (trimmed, any case); anything else means `run`, as the reference.
+    pub fn parse(s: &str) -> CachePolicy {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "process" => CachePolicy::Process,
+            "none" => CachePolicy::None,
+            _ => CachePolicy::Run,
+        }
+    }
+}
+
+/// The resources of one run, and the connections they keep.
+#[derive(Default)]
 pub struct Connectors {
     resources: BTreeMap<String, ResolvedResource>,
+    default_policy: CachePolicy,
+    disabled: bool,
+    pools: std::sync::Mutex<BTreeMap<String, std::sync::Arc<sqlite::Pool>>>,
+}
+
+impl std::fmt::Debug for Connectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connectors")
+            .field("resources", &self.resources.keys().collect::<Vec<_>>())
+            .field("default_policy", &self.default_policy)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
 }
 
 const SQL_DRIVERS: &[&str] = &["db:sqlite", "db:sqlite3"];
 
 impl Connectors {
     pub fn new(resources: impl IntoIterator<Item = ResolvedResource>) -> Self {
+        Self::with_policy(resources, CachePolicy::Run, false)
+    }
+
+    /// `default_policy` from `AETHERFLOW_CONNECTOR_CACHE_DEFAULT`; `disabled`
+    /// (`AETHERFLOW_CONNECTOR_CACHE_DISABLED`) forces `none` over a resource's `options.cache`.
+    pub fn with_policy(
+        resources: impl IntoIterator<Item = ResolvedResource>,
+        default_policy: CachePolicy,
+        disabled: bool,
+    ) -> Self {
         Connectors {
             resources: resources.into_iter().map(|r| (r.name.clone(), r)).collect(),
+            default_policy,
+            disabled,
+            pools: Default::default(),
         }
+    }
+
+    /// The resolution order of the reference: disabled, then the resource's
+    /// `options.cache`, then the default.
+    pub fn policy(&self, name: &str) -> CachePolicy {
+        if self.disabled {
+            return CachePolicy::None;
+        }
+        match self
+            .resources
+            .get(name)
+            .and_then(|r| r.options.get("cache"))
+            .and_then(Value::as_str)
+        {
+            Some(p) => CachePolicy::parse(p),
+            None => self.default_policy,
+        }
+    }
+
+    fn pool(&self, name: &str) -> Result<std::sync::Arc<sqlite::Pool>, SqlError> {
+        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = pools.get(name) {
+            return Ok(p.clone());
+        }
+        let path = self.sqlite_path(name)?;
+        let pool = std::sync::Arc::new(sqlite::Pool::new(
+            path,
+            self.policy(name) != CachePolicy::None,
+        ));
+        pools.insert(name.to_string(), pool.clone());
+        Ok(pool)
     }
 
     pub fn kind(&self, name: &str) -> Option<&str> {
@@ -77,14 +157,14 @@ impl Connectors {
         statement: &str,
         params: &str,
     ) -> Result<SqlCursor, SqlError> {
-        let path = self.sqlite_path(name)?;
+        let pool = self.pool(name)?;
         let params = sqlite::parse_params(params)?;
-        SqlCursor::open(path, statement.to_string(), params)
+        SqlCursor::open(pool, statement.to_string(), params)
     }
 
     pub fn sql_execute(&self, name: &str, statement: &str, params: &str) -> Result<u64, SqlError> {
-        let path = self.sqlite_path(name)?;
+        let pool = self.pool(name)?;
         let params = sqlite::parse_params(params)?;
-        sqlite::execute(&path, statement, &params)
+        sqlite::execute(&pool, statement, &params)
     }
 }

@@ -145,14 +145,54 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, params: &Params) -> rusqlite::Result
     }
 }
 
-pub fn execute(path: &Path, statement: &str, params: &Params) -> Result<u64, SqlError> {
-    let conn = open(path)?;
-    let mut stmt = conn.prepare(statement).map_err(query_error)?;
-    bind(&mut stmt, params).map_err(query_error)?;
-    stmt.raw_execute().map(|n| n as u64).map_err(query_error)
+pub fn execute(pool: &Pool, statement: &str, params: &Params) -> Result<u64, SqlError> {
+    let conn = pool.take()?;
+    let result = (|| {
+        let mut stmt = conn.prepare(statement).map_err(query_error)?;
+        bind(&mut stmt, params).map_err(query_error)?;
+        stmt.raw_execute().map(|n| n as u64).map_err(query_error)
+    })();
+    pool.give(conn);
+    result
 }
 
 type Batch = Result<Vec<Vec<Cell>>, SqlError>;
+
+/// Idle connections of one resource, reused within the run when its cache policy allows
+/// it (`run`/`process`); with `none` every operation opens and closes its own.
+pub struct Pool {
+    path: PathBuf,
+    keep: bool,
+    idle: std::sync::Mutex<Vec<Connection>>,
+}
+
+impl Pool {
+    pub fn new(path: PathBuf, keep: bool) -> Pool {
+        Pool {
+            path,
+            keep,
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take(&self) -> Result<Connection, SqlError> {
+        if self.keep {
+            if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+                return Ok(conn);
+            }
+        }
+        open(&self.path)
+    }
+
+    fn give(&self, conn: Connection) {
+        if self.keep {
+            self.idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+        }
+    }
+}
 
 /// A streaming result set (the host side of the WIT `cursor` resource).
 pub struct SqlCursor {
@@ -174,84 +214,28 @@ impl Drop for SqlCursor {
 }
 
 impl SqlCursor {
-    pub fn open(path: PathBuf, statement: String, params: Params) -> Result<Self, SqlError> {
+    pub fn open(
+        pool: std::sync::Arc<Pool>,
+        statement: String,
+        params: Params,
+    ) -> Result<Self, SqlError> {
         let (head_tx, head_rx) =
             sync_channel::<Result<(Vec<Column>, InterruptHandle), SqlError>>(1);
         let (tx, rx) = sync_channel::<Batch>(CHUNKS_AHEAD);
         std::thread::Builder::new()
             .name("aetherflow-sqlite".into())
             .spawn(move || {
-                let conn = match open(&path) {
+                let conn = match pool.take() {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = head_tx.send(Err(e));
                         return;
                     }
                 };
-                let mut stmt = match conn.prepare(&statement) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        let _ = head_tx.send(Err(query_error(e)));
-                        return;
-                    }
-                };
-                if let Err(e) = bind(&mut stmt, &params) {
-                    let _ = head_tx.send(Err(query_error(e)));
-                    return;
-                }
-                let columns: Vec<Column> = stmt
-                    .columns()
-                    .map(|c| Column {
-                        name: c.name().to_string(),
-                        decl_type: c.decl_type().map(str::to_string),
-                    })
-                    .collect();
-                let ncols = columns.len();
-                if head_tx
-                    .send(Ok((columns, conn.get_interrupt_handle())))
-                    .is_err()
-                {
-                    return;
-                }
-                let mut rows = stmt.raw_query();
-                let mut batch = Vec::with_capacity(CHUNK_ROWS);
-                loop {
-                    match rows.next() {
-                        Ok(Some(row)) => {
-                            let mut cells = Vec::with_capacity(ncols);
-                            for i in 0..ncols {
-                                cells.push(match row.get_ref(i) {
-                                    Ok(v) => to_cell(v),
-                                    Err(e) => {
-                                        let _ = tx.send(Err(query_error(e)));
-                                        return;
-                                    }
-                                });
-                            }
-                            batch.push(cells);
-                            if batch.len() == CHUNK_ROWS
-                                && tx
-                                    .send(Ok(std::mem::replace(
-                                        &mut batch,
-                                        Vec::with_capacity(CHUNK_ROWS),
-                                    )))
-                                    .is_err()
-                            {
-                                return; // the cursor was dropped
-                            }
-                        }
-                        Ok(None) => {
-                            if !batch.is_empty() {
-                                let _ = tx.send(Ok(batch));
-                            }
-                            return; // dropping `tx` tells the cursor the result is complete
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(query_error(e)));
-                            return;
-                        }
-                    }
-                }
+                stream(&conn, &statement, &params, &head_tx, &tx);
+                // Back to the pool before `tx` is dropped, so a step that runs after this
+                // result ended finds the connection (and its temp tables) idle.
+                pool.give(conn);
             })
             .map_err(|e| SqlError {
                 kind: SqlErrorKind::Connection,
@@ -290,6 +274,81 @@ impl SqlCursor {
         }
         let n = max_rows.min(self.pending.len());
         Ok(self.pending.drain(..n).collect())
+    }
+}
+
+/// The worker's part of a query: prepare, bind, send the columns, then stream the rows in
+/// batches until the result ends, an error occurs or the cursor is dropped.
+fn stream(
+    conn: &Connection,
+    statement: &str,
+    params: &Params,
+    head_tx: &std::sync::mpsc::SyncSender<Result<(Vec<Column>, InterruptHandle), SqlError>>,
+    tx: &std::sync::mpsc::SyncSender<Batch>,
+) {
+    let mut stmt = match conn.prepare(statement) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = head_tx.send(Err(query_error(e)));
+            return;
+        }
+    };
+    if let Err(e) = bind(&mut stmt, params) {
+        let _ = head_tx.send(Err(query_error(e)));
+        return;
+    }
+    let columns: Vec<Column> = stmt
+        .columns()
+        .map(|c| Column {
+            name: c.name().to_string(),
+            decl_type: c.decl_type().map(str::to_string),
+        })
+        .collect();
+    let ncols = columns.len();
+    if head_tx
+        .send(Ok((columns, conn.get_interrupt_handle())))
+        .is_err()
+    {
+        return;
+    }
+    let mut rows = stmt.raw_query();
+    let mut batch = Vec::with_capacity(CHUNK_ROWS);
+    loop {
+        match rows.next() {
+            Ok(Some(row)) => {
+                let mut cells = Vec::with_capacity(ncols);
+                for i in 0..ncols {
+                    cells.push(match row.get_ref(i) {
+                        Ok(v) => to_cell(v),
+                        Err(e) => {
+                            let _ = tx.send(Err(query_error(e)));
+                            return;
+                        }
+                    });
+                }
+                batch.push(cells);
+                if batch.len() == CHUNK_ROWS
+                    && tx
+                        .send(Ok(std::mem::replace(
+                            &mut batch,
+                            Vec::with_capacity(CHUNK_ROWS),
+                        )))
+                        .is_err()
+                {
+                    return; // the cursor was dropped
+                }
+            }
+            Ok(None) => {
+                if !batch.is_empty() {
+                    let _ = tx.send(Ok(batch));
+                }
+                return; // dropping `tx` tells the cursor the result is complete
+            }
+            Err(e) => {
+                let _ = tx.send(Err(query_error(e)));
+                return;
+            }
+        }
     }
 }
 
