@@ -528,3 +528,57 @@ fn validate_sees_env_files_too() {
         .status(2)
         .stderr_has("missing.env");
 }
+
+/// Secrets never reach the logs or the state store: a resource password from the env and
+/// a decoded token, echoed by a failing command into its captured output and error.
+#[test]
+fn secrets_are_masked_in_events_errors_and_the_state_store() {
+    let flow = header("mask")
+        + r#"resources:
+  db:
+    kind: db
+    driver: sqlite3
+    config:
+      path: "{ROOT}/m.db"
+      password: "{{env.DB_PASSWORD}}"
+      token: "c2VjcmV0LXRva2VuLTQy"
+    decode:
+      config: {token: true}
+jobs:
+  - id: leak
+    steps:
+      - id: echo
+        type: external.process
+        inputs:
+          command: ["sh", "-c", "echo pw=hunter2-pass tok=secret-token-42; echo hunter2-pass >&2; exit 3"]
+          log: {stdout: capture, stderr: capture}
+"#;
+    let t = Test::new()
+        .flow(&flow)
+        .env("DB_PASSWORD", "hunter2-pass")
+        .env("AETHERFLOW_SECRETS_PROVIDER", "base64");
+    rusqlite::Connection::open(t.path("m.db")).unwrap();
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "m1"]);
+    out.status(1);
+    for secret in ["hunter2-pass", "secret-token-42"] {
+        assert!(
+            !out.stderr.contains(secret),
+            "{secret} leaked into the events:\n{}",
+            out.stderr
+        );
+        assert!(!out.stdout.contains(secret));
+        for file in ["state.sqlite", "state.sqlite-wal"] {
+            let bytes = std::fs::read(t.path(file)).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains(secret), "{secret} leaked into {file}");
+        }
+    }
+    let line = out.named("external_process_stdout");
+    assert_eq!(line[0]["message"], "pw=*** tok=***");
+    let end = out
+        .named("step_end")
+        .into_iter()
+        .find(|e| e["step_id"] == "echo")
+        .unwrap();
+    assert!(end["error"].as_str().unwrap().contains("***"), "{end}");
+}
