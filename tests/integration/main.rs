@@ -10,6 +10,7 @@ mod examples;
 mod gating;
 mod locks;
 mod parity;
+mod parity_diag;
 mod parity_runs;
 mod resume;
 mod runs;
