@@ -1,5 +1,7 @@
 //! The command line: flow argument forms, validate output, exit codes, JSON logs.
 
+use std::collections::BTreeSet;
+
 use crate::harness::{header, Test};
 
 fn valid_flow() -> String {
@@ -188,4 +190,34 @@ fn run_reports_validation_warnings() {
                 .is_some_and(|m| m.starts_with("jobs[0].depend_on: schema:unknown_key"))
     });
     assert!(warned, "{}", out.stderr);
+}
+
+#[test]
+fn log_level_filters_events() {
+    let t = Test::new()
+        .flow(&valid_flow())
+        .env("AETHERFLOW_LOG_LEVEL", "warning");
+    let out = t.run_args(&["run", "flow.yaml"]);
+    out.status(0);
+    assert!(
+        out.events().is_empty(),
+        "INFO events at WARNING level:\n{}",
+        out.stderr
+    );
+    let failing = Test::new()
+        .flow(&(header("lvl") + "jobs:\n  - id: a\n    steps:\n      - {id: p, type: external.process, inputs: {command: [\"false\"]}}\n"))
+        .env("AETHERFLOW_LOG_LEVEL", "WARNING");
+    let out = failing.run_args(&["run", "flow.yaml"]);
+    out.status(1);
+    let levels: BTreeSet<String> = out
+        .events()
+        .iter()
+        .map(|e| e["level"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        levels,
+        BTreeSet::from(["ERROR".to_string()]),
+        "{}",
+        out.stderr
+    );
 }
