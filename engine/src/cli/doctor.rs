@@ -92,29 +92,6 @@ pub struct DoctorReport {
     pub warnings: Vec<Warning>,
 }
 
-/// `(path, string)` for every string leaf, in document order (`a.b[0].c`).
-pub(crate) fn string_leaves(value: &Value, path: String, out: &mut Vec<(String, String)>) {
-    match value {
-        Value::String(s) => out.push((path, s.clone())),
-        Value::Object(m) => {
-            for (k, v) in m {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                string_leaves(v, p, out);
-            }
-        }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                string_leaves(v, format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
 fn join(a: &str, b: &str) -> String {
     if b.is_empty() {
         a.to_string()
@@ -282,12 +259,10 @@ pub fn diagnose(
     for (i, job) in spec.jobs.iter().enumerate() {
         for (j, step) in job.steps.iter().enumerate() {
             for (section, value) in [("inputs", &step.inputs), ("outputs", &step.outputs)] {
-                let mut leaves = Vec::new();
-                string_leaves(value, String::new(), &mut leaves);
-                for (path, s) in leaves {
+                for (path, s) in template::string_leaf_paths(value) {
                     let field = join(section, &path);
                     let loc = format!("jobs[{i}].steps[{j}].{field}");
-                    for f in template::scan(&Value::String(s), &envm, Phase::Step) {
+                    for f in template::scan(&Value::String(s.to_string()), &envm, Phase::Step) {
                         match f.kind {
                             ScanKind::MissingEnv { key } => rep.missing.push(Missing {
                                 code: "semantic:missing_env",
