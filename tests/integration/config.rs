@@ -3,26 +3,13 @@
 
 use serde_json::Value;
 
-use crate::harness::{header, Test};
-
-/// A flow whose one step writes `select <sql>` from the `db` resource to `out.tsv`.
-fn db_flow(id: &str, resource: &str, sql: &str) -> String {
-    header(id)
-        + &format!(
-            "resources:\n  db: {resource}\njobs:\n  - id: j\n    steps:\n      - {{id: e, type: db_extract, inputs: {{resource: db, sql: \"{sql}\", output: out.tsv}}}}\n"
-        )
-}
+use crate::harness::{db_flow, header, out_tsv, Test};
 
 fn make_db(t: &Test, rel: &str) {
     rusqlite::Connection::open(t.path(rel))
         .unwrap()
         .execute_batch("create table if not exists t(x)")
         .unwrap();
-}
-
-fn out_tsv(t: &Test, flow: &str, run: &str) -> String {
-    std::fs::read_to_string(t.path(&format!("work/{flow}/j/{run}/artifacts/out.tsv")))
-        .unwrap_or_else(|e| panic!("no output: {e}"))
 }
 
 fn b64(s: &str) -> String {

@@ -209,3 +209,18 @@ pub fn header(id: &str) -> String {
         "version: 1\nflow:\n  id: {id}\n  workspace:\n    root: \"{{ROOT}}/work\"\n    cleanup_policy: never\n  state:\n    path: \"{{ROOT}}/state.sqlite\"\n"
     )
 }
+
+/// A flow whose one job `j` has one `db_extract` step reading `sql` from the `db` resource
+/// (given as its YAML mapping) into `out.tsv`.
+pub fn db_flow(id: &str, resource: &str, sql: &str) -> String {
+    header(id)
+        + &format!(
+            "resources:\n  db: {resource}\njobs:\n  - id: j\n    steps:\n      - {{id: e, type: db_extract, inputs: {{resource: db, sql: \"{sql}\", output: out.tsv}}}}\n"
+        )
+}
+
+/// The `out.tsv` a [`db_flow`] run wrote.
+pub fn out_tsv(t: &Test, flow: &str, run: &str) -> String {
+    std::fs::read_to_string(t.path(&format!("work/{flow}/j/{run}/artifacts/out.tsv")))
+        .unwrap_or_else(|e| panic!("no output: {e}"))
+}

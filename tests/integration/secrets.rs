@@ -3,7 +3,7 @@
 
 use aetherflow_test_fixtures as fx;
 
-use crate::harness::{header, Test};
+use crate::harness::{db_flow, out_tsv, Test};
 
 fn rot13(s: &str) -> String {
     s.chars()
@@ -15,24 +15,11 @@ fn rot13(s: &str) -> String {
         .collect()
 }
 
-/// One `db_extract` step reading `sql` from the `db` resource into `out.tsv`.
-fn flow(id: &str, resource: &str, sql: &str) -> String {
-    header(id)
-        + &format!(
-            "resources:\n  db: {resource}\njobs:\n  - id: j\n    steps:\n      - {{id: e, type: db_extract, inputs: {{resource: db, sql: \"{sql}\", output: out.tsv}}}}\n"
-        )
-}
-
 fn make_db(t: &Test, rel: &str) {
     rusqlite::Connection::open(t.path(rel))
         .unwrap()
         .execute_batch("create table if not exists t(x); insert into t values (1)")
         .unwrap();
-}
-
-fn out_tsv(t: &Test, flow: &str, run: &str) -> String {
-    std::fs::read_to_string(t.path(&format!("work/{flow}/j/{run}/artifacts/out.tsv")))
-        .unwrap_or_else(|e| panic!("no output: {e}"))
 }
 
 fn with_provider(t: Test) -> Test {
@@ -45,7 +32,7 @@ const DECODED_PATH: &str =
 
 #[test]
 fn component_provider_decodes_marked_fields() {
-    let t = Test::new().flow(&flow("rot", DECODED_PATH, "select count(*) as n from t"));
+    let t = Test::new().flow(&db_flow("rot", DECODED_PATH, "select count(*) as n from t"));
     make_db(&t, "secret.db");
     let real = t.path("secret.db").display().to_string();
     let encoded = rot13(&real);
@@ -66,7 +53,7 @@ fn component_provider_decodes_marked_fields() {
 fn expand_env_reaches_the_resource_but_not_step_inputs() {
     // Only a provider that expands the env defines SECRET_EXPANDED (`yes.db`).
     let resource = "{kind: db, driver: sqlite3, config: {path: \"{{env.DB_DIR}}/{{env.SECRET_EXPANDED}}.db\"}}";
-    let t = Test::new().flow(&flow("exp", resource, "select count(*) as n from t"));
+    let t = Test::new().flow(&db_flow("exp", resource, "select count(*) as n from t"));
     make_db(&t, "yes.db");
     let dir = t.root().display().to_string();
     let t = with_provider(t.env("DB_DIR", &dir));
@@ -81,7 +68,7 @@ fn expand_env_reaches_the_resource_but_not_step_inputs() {
         .stderr_has("resources.db.config.path: missing template key 'env.SECRET_EXPANDED'");
 
     // The expanded env belongs to the resource build only: step inputs never see it.
-    let t = with_provider(t.flow(&flow(
+    let t = with_provider(t.flow(&db_flow(
         "exp2",
         resource,
         "select '{{env.SECRET_EXPANDED}}' as v",
@@ -97,7 +84,7 @@ fn expand_env_reaches_the_resource_but_not_step_inputs() {
 
 fn bad_test() -> Test {
     Test::new()
-        .flow(&flow("bad", DECODED_PATH, "select 1"))
+        .flow(&db_flow("bad", DECODED_PATH, "select 1"))
         .env("ENC_PATH", "k.qo")
         .env("AETHERFLOW_SECRETS_PROVIDER", "component")
 }
@@ -144,7 +131,7 @@ fn a_rejected_value_names_resource_and_field_never_the_value() {
     // The guest's `err` deliberately echoes the value; the host masks it.
     let t = with_provider(
         Test::new()
-            .flow(&flow("rej", DECODED_PATH, "select 1"))
+            .flow(&db_flow("rej", DECODED_PATH, "select 1"))
             .env("ENC_PATH", "!hunter2-Sekret"),
     );
     let out = t.run_args(&["run", "flow.yaml"]);
