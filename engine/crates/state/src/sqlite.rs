@@ -48,9 +48,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Type, ValueRef};
-use rusqlite::{
-    params, Connection, OptionalExtension, Row, ToSql, Transaction, TransactionBehavior,
-};
+use rusqlite::{params, Connection, OptionalExtension, Row, ToSql, TransactionBehavior};
 
 use crate::{
     Durability, JobDetail, JobKey, JobRecord, JobStatus, Lease, Result, RunDetail, RunRecord,
@@ -58,15 +56,44 @@ use crate::{
     StepStatus,
 };
 
+/// A `BEGIN IMMEDIATE` transaction on a connection, rolled back unless committed (also
+/// when the code inside panics, so a poisoned lock never holds an open transaction).
+struct WriteTx<'c> {
+    conn: &'c Connection,
+    done: bool,
+}
+
+impl<'c> WriteTx<'c> {
+    fn begin(conn: &'c Connection) -> rusqlite::Result<Self> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(WriteTx { conn, done: false })
+    }
+
+    fn commit(mut self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        if !self.done && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
 /// The schema version stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// SQLite's default `wal_autocheckpoint` (pages).
 const DEFAULT_AUTOCHECKPOINT: u32 = 1000;
 
-const SCHEMA_V1: &str = "
+/// The current schema, for a new database.
+const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs(
     flow_id TEXT NOT NULL,
     run_id TEXT NOT NULL,
@@ -114,9 +141,7 @@ CREATE TABLE IF NOT EXISTS step_runs(
     error TEXT,
     updated_at_ms INTEGER NOT NULL,
     PRIMARY KEY(flow_id, run_id, job_id, step_id)
-);
--- `seq` (execution order within a run) is MAX + 1: the index keeps that O(log n).
-CREATE INDEX IF NOT EXISTS step_runs_by_seq ON step_runs(flow_id, run_id, seq);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS locks(
     key TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
@@ -129,7 +154,40 @@ CREATE TABLE IF NOT EXISTS meta(
     value INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO meta(key, value) VALUES('lock_fence', 0);
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
+";
+
+/// Version 1 to 2: `step_runs` becomes a `WITHOUT ROWID` table (the primary key is the
+/// table) and loses its `seq` index (a run's steps are read through the key and sorted),
+/// so a step transition writes one b-tree page instead of three.
+const MIGRATE_V1_V2: &str = "
+CREATE TABLE step_runs_v2(
+    flow_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    step_type TEXT,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    started_at_ms INTEGER,
+    ended_at_ms INTEGER,
+    duration_ms INTEGER,
+    outputs_json TEXT,
+    reason TEXT,
+    error TEXT,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY(flow_id, run_id, job_id, step_id)
+) WITHOUT ROWID;
+INSERT INTO step_runs_v2(flow_id, run_id, job_id, step_id, seq, step_type, status, attempts,
+                         started_at_ms, ended_at_ms, duration_ms, outputs_json, reason, error,
+                         updated_at_ms)
+    SELECT flow_id, run_id, job_id, step_id, seq, step_type, status, attempts, started_at_ms,
+           ended_at_ms, duration_ms, outputs_json, reason, error, updated_at_ms
+    FROM step_runs;
+DROP TABLE step_runs;
+ALTER TABLE step_runs_v2 RENAME TO step_runs;
+PRAGMA user_version = 2;
 ";
 
 const RUN_COLS: &str = "flow_id, run_id, status, flow_yaml, attempt, started_at_ms, \
@@ -338,15 +396,14 @@ impl SqliteStore {
 
     fn tx_step_started(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         key: &StepKey<'_>,
         step_type: &str,
         started_at_ms: i64,
         now: i64,
     ) -> Result<u32, TxError> {
-        let attempts = tx
-            .prepare_cached(
-                "INSERT INTO step_runs(flow_id, run_id, job_id, step_id, seq, step_type,
+        tx.prepare_cached(
+            "INSERT INTO step_runs(flow_id, run_id, job_id, step_id, seq, step_type,
                                        status, attempts, started_at_ms, updated_at_ms)
                  VALUES(?1, ?2, ?3, ?4,
                         ?9,
@@ -361,21 +418,28 @@ impl SqliteStore {
                      outputs_json = NULL,
                      reason = NULL,
                      error = NULL,
-                     updated_at_ms = excluded.updated_at_ms
-                 RETURNING attempts",
+                     updated_at_ms = excluded.updated_at_ms",
+        )?
+        .execute(params![
+            key.flow_id,
+            key.run_id,
+            key.job_id,
+            key.step_id,
+            step_type,
+            StepStatus::Running,
+            started_at_ms,
+            now,
+            self.next_seq()
+        ])?;
+        // A separate lookup rather than `RETURNING`, which costs SQLite more (it
+        // materialises the returned rows first).
+        let attempts = tx
+            .prepare_cached(
+                "SELECT attempts FROM step_runs
+                 WHERE flow_id = ?1 AND run_id = ?2 AND job_id = ?3 AND step_id = ?4",
             )?
             .query_row(
-                params![
-                    key.flow_id,
-                    key.run_id,
-                    key.job_id,
-                    key.step_id,
-                    step_type,
-                    StepStatus::Running,
-                    started_at_ms,
-                    now,
-                    self.next_seq()
-                ],
+                params![key.flow_id, key.run_id, key.job_id, key.step_id],
                 |r| r.get::<_, u32>(0),
             )?;
         Ok(attempts)
@@ -383,7 +447,7 @@ impl SqliteStore {
 
     fn tx_step_finished(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Connection,
         key: &StepKey<'_>,
         end: &StepEnd,
         outputs: Option<&str>,
@@ -480,7 +544,9 @@ impl SqliteStore {
                     }
                     .into());
                 }
-                tx.execute_batch(SCHEMA_V1)?;
+                tx.execute_batch(SCHEMA)?;
+            } else if found == 1 {
+                tx.execute_batch(MIGRATE_V1_V2)?;
             }
             tx.commit()?;
             Ok(())
@@ -499,7 +565,7 @@ impl SqliteStore {
         &self,
         op: &'static str,
         phase: Phase,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, TxError>,
+        f: impl FnOnce(&Connection) -> Result<T, TxError>,
     ) -> Result<T> {
         let want = match (self.durability, phase) {
             (Durability::Process, _) => Sync::Normal,
@@ -514,10 +580,10 @@ impl SqliteStore {
                 inner.conn.execute_batch(&want.pragmas())?;
                 inner.sync = Some(want);
             }
-            let tx = inner
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
+            // BEGIN and COMMIT as cached statements: a step's transition is one short
+            // transaction, and parsing them anew each time is a visible part of its cost.
+            let tx = WriteTx::begin(&inner.conn)?;
+            let value = f(tx.conn)?;
             tx.commit()?;
             Ok(value)
         })();

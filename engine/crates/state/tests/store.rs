@@ -565,3 +565,54 @@ fn a_step_transition_records_one_end_and_the_next_start_in_order() -> TestResult
     }
     Ok(())
 }
+
+/// A database written by schema version 1 (a rowid `step_runs` with a `seq` index) is
+/// migrated in place on open; its steps keep their data and their order.
+#[test]
+fn migrates_a_version_1_database() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("v1.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path)?;
+        conn.execute_batch(include_str!("schema_v1.sql"))?;
+        // Step ids in an order unlike their execution order (`seq`).
+        for (step, seq) in [("b", 1), ("a", 2), ("c", 3)] {
+            conn.execute(
+                "INSERT INTO step_runs(flow_id, run_id, job_id, step_id, seq, step_type, status,
+                                       attempts, started_at_ms, ended_at_ms, outputs_json,
+                                       updated_at_ms)
+                 VALUES('f', 'r', 'j', ?1, ?2, 'check_items', 'SUCCESS', 1, 10, 20,
+                        '{\"n\": 1}', 20)",
+                rusqlite::params![step, seq],
+            )?;
+        }
+    }
+    let store = open(&path)?;
+    let steps = store.steps_of_job(&JobKey {
+        flow_id: "f",
+        run_id: "r",
+        job_id: "j",
+    })?;
+    let ids: Vec<&str> = steps.iter().map(|s| s.step_id.as_str()).collect();
+    assert_eq!(ids, ["b", "a", "c"]);
+    assert_eq!(steps[1].outputs, Some(json!({"n": 1})));
+    assert_eq!(steps[1].status, StepStatus::Success);
+    drop(store);
+
+    let conn = rusqlite::Connection::open(&path)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    assert_eq!(version, SCHEMA_VERSION);
+    let sql: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE name = 'step_runs'",
+        [],
+        |r| r.get(0),
+    )?;
+    assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+    let indexes: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'step_runs_by_seq'",
+        [],
+        |r| r.get(0),
+    )?;
+    assert_eq!(indexes, 0);
+    Ok(())
+}
