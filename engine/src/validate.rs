@@ -131,7 +131,7 @@ pub fn validate_flow(
         let pos = if loc.starts_with("profiles.") {
             None
         } else {
-            loaded.positions.lookup(&loc)
+            loaded.positions().lookup(&loc)
         };
         let issue = Issue::new(code, loc, msg).with_pos(pos);
         scan_issues.push((issue, is_missing_env));

@@ -58,8 +58,10 @@ pub struct LoadedFlow {
     /// Non-string mapping keys become Python `str()` of the key (`1`, `True`, `None`);
     /// `.inf`/`.nan` become the strings `inf`/`-inf`/`nan`.
     pub raw: Value,
-    /// Positions of every node, keyed by issue location.
-    pub positions: PosIndex,
+    /// The document's node tree, for [`LoadedFlow::positions`].
+    node: std::sync::Arc<Node>,
+    /// Built on first use: a flow that has no issues never needs it.
+    positions: std::sync::OnceLock<PosIndex>,
     /// Schema errors (pydantic parity). Non-empty means `spec` is `None`.
     pub errors: Vec<Issue>,
     /// Schema warnings (`schema:unknown_key`); they never change the verdict.
@@ -69,6 +71,15 @@ pub struct LoadedFlow {
 }
 
 impl LoadedFlow {
+    /// Positions of every node, keyed by issue location.
+    pub fn positions(&self) -> &PosIndex {
+        self.positions.get_or_init(|| {
+            let mut index = PosIndex::default();
+            yaml::index_positions(&self.node, &mut index);
+            index
+        })
+    }
+
     /// Run [`semantic_checks`] on the spec (empty when there is none) and attach source
     /// positions to the issues.
     pub fn semantic_checks(&self, opts: &SemanticOptions<'_>) -> Vec<Issue> {
@@ -78,7 +89,7 @@ impl LoadedFlow {
         semantic_checks(spec, opts)
             .into_iter()
             .map(|i| {
-                let pos = self.positions.lookup(&i.loc);
+                let pos = self.positions().lookup(&i.loc);
                 i.with_pos(pos)
             })
             .collect()
@@ -109,8 +120,7 @@ pub fn parse_flow(text: &str, file_name: &str) -> Result<LoadedFlow, LoadError> 
             pos: other.and_then(|n| n.pos),
         },
     };
-    let mut positions = PosIndex::default();
-    let raw = yaml::to_value_indexed(&node, &mut positions);
+    let raw = yaml::to_value(&node);
     let mut checker = schema::Checker::new(Vec::new());
     let spec = checker.flow_spec(&node);
     let spec = if checker.errors.is_empty() {
@@ -121,7 +131,8 @@ pub fn parse_flow(text: &str, file_name: &str) -> Result<LoadedFlow, LoadError> 
     Ok(LoadedFlow {
         file: file_name.to_string(),
         raw,
-        positions,
+        node: std::sync::Arc::new(node),
+        positions: std::sync::OnceLock::new(),
         errors: checker.errors,
         warnings: checker.warnings,
         spec,

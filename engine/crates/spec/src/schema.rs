@@ -613,10 +613,7 @@ impl Checker {
 
 /// JSON view of a node (no positions).
 pub(crate) fn node_to_value(node: &Node) -> Value {
-    let mut idx = crate::yaml::PosIndex::default();
-    // Index work is skipped for position-less nodes; for positioned nodes the cost is the
-    // same walk, kept simple on purpose.
-    crate::yaml::to_value_indexed(node, &mut idx)
+    crate::yaml::to_value(node)
 }
 
 /// Levenshtein distance (for short identifiers only).

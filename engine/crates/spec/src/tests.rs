@@ -238,7 +238,7 @@ fn schema_issues_carry_positions() {
         })
     );
     assert_eq!(
-        l.positions.lookup("jobs[0].steps[0].type"),
+        l.positions().lookup("jobs[0].steps[0].type"),
         Some(Pos { line: 6, column: 9 })
     );
     let e = parse("flow: {id: x}\nresources:\n  r: {kind: k, driver: d, bogus: 1}\njobs: []\n");
@@ -435,7 +435,7 @@ fn semantic_checks_match_reference_order_and_text() {
             column: 23
         })
     );
-    assert_eq!(issues[7].pos, l.positions.value_pos("jobs[0].steps[2]"));
+    assert_eq!(issues[7].pos, l.positions().value_pos("jobs[0].steps[2]"));
 }
 
 #[test]

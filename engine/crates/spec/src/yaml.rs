@@ -22,7 +22,7 @@
 //! `<<` merge keys follow PyYAML's `flatten_mapping`, duplicate keys keep the first position
 //! and the last value, and nesting depth is capped.
 
-use crate::issue::{fmt_loc, Pos, Seg};
+use crate::issue::{Pos, Seg};
 use serde_json::{Map, Number, Value};
 use std::collections::HashMap;
 use std::fmt;
@@ -976,61 +976,93 @@ fn parent_loc(loc: &str) -> &str {
     }
 }
 
+/// The JSON view of a node and the positions of all its descendants (tests).
+#[cfg(test)]
 pub(crate) fn to_value_indexed(node: &Node, index: &mut PosIndex) -> Value {
-    let mut segs: Vec<Seg> = Vec::new();
-    walk(node, &mut segs, 0, index, None)
+    index_positions(node, index);
+    to_value(node)
 }
 
-fn record(index: &mut PosIndex, loc: &str, node: &Node, key: Option<Pos>) {
-    if let Some(p) = node.pos {
-        index.values.entry(loc.to_string()).or_insert(p);
-    }
-    if let Some(k) = key {
-        index.keys.entry(loc.to_string()).or_insert(k);
-    }
-}
-
-fn walk(
-    node: &Node,
-    segs: &mut Vec<Seg>,
-    loc_len: usize,
-    index: &mut PosIndex,
-    key: Option<Pos>,
-) -> Value {
-    let indexing = loc_len <= MAX_INDEXED_LOC_LEN;
-    if indexing {
-        let loc = fmt_loc(segs);
-        record(index, &loc, node, key);
-    }
+/// The JSON view of a node.
+pub(crate) fn to_value(node: &Node) -> Value {
     match &node.kind {
         NodeKind::Scalar(s) => s.to_value(),
-        NodeKind::Seq(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, it) in items.iter().enumerate() {
-                let idx = i.to_string();
-                let add = idx.len() + 2;
-                segs.push(Seg::Index(idx));
-                out.push(walk(it, segs, loc_len.saturating_add(add), index, None));
-                segs.pop();
-            }
-            Value::Array(out)
-        }
+        NodeKind::Seq(items) => Value::Array(items.iter().map(to_value).collect()),
         NodeKind::Map(m) => {
             let mut out = Map::new();
+            for (k, v) in m {
+                if let NodeKind::Scalar(ks) = &k.kind {
+                    out.insert(ks.py_str(), to_value(v));
+                }
+            }
+            Value::Object(out)
+        }
+    }
+}
+
+/// Record the position of `node` and of every node below it, keyed by issue location.
+pub(crate) fn index_positions(node: &Node, index: &mut PosIndex) {
+    // The loc of the current node, built incrementally (as `fmt_loc` would format the
+    // segments leading to it) so that indexing a node costs no re-formatting.
+    let mut loc = String::new();
+    index_walk(node, &mut loc, 0, index, None);
+}
+
+fn record(index: &mut PosIndex, loc: &str, depth: usize, node: &Node, key: Option<Pos>) {
+    let loc = if depth == 0 { "<root>" } else { loc };
+    if let Some(p) = node.pos {
+        if !index.values.contains_key(loc) {
+            index.values.insert(loc.to_string(), p);
+        }
+    }
+    if let Some(k) = key {
+        if !index.keys.contains_key(loc) {
+            index.keys.insert(loc.to_string(), k);
+        }
+    }
+}
+
+/// Appends a segment to `loc` the way `fmt_loc` joins them.
+fn push_seg(loc: &mut String, depth: usize, seg: &Seg) {
+    match seg {
+        Seg::Field(f) => {
+            if depth > 0 {
+                loc.push('.');
+            }
+            loc.push_str(f);
+        }
+        Seg::Index(i) => {
+            loc.push('[');
+            loc.push_str(i);
+            loc.push(']');
+        }
+    }
+}
+
+fn index_walk(node: &Node, loc: &mut String, depth: usize, index: &mut PosIndex, key: Option<Pos>) {
+    if loc.len() <= MAX_INDEXED_LOC_LEN {
+        record(index, loc, depth, node, key);
+    }
+    let len = loc.len();
+    match &node.kind {
+        NodeKind::Scalar(_) => {}
+        NodeKind::Seq(items) => {
+            for (i, it) in items.iter().enumerate() {
+                push_seg(loc, depth, &Seg::Index(i.to_string()));
+                index_walk(it, loc, depth + 1, index, None);
+                loc.truncate(len);
+            }
+        }
+        NodeKind::Map(m) => {
             for (k, v) in m {
                 let ks = match &k.kind {
                     NodeKind::Scalar(s) => s,
                     _ => continue,
                 };
-                let seg = ks.key_seg();
-                let name = ks.py_str();
-                let add = name.len() + 2;
-                segs.push(seg);
-                let val = walk(v, segs, loc_len.saturating_add(add), index, k.pos);
-                segs.pop();
-                out.insert(name, val);
+                push_seg(loc, depth, &ks.key_seg());
+                index_walk(v, loc, depth + 1, index, k.pos);
+                loc.truncate(len);
             }
-            Value::Object(out)
         }
     }
 }

@@ -177,9 +177,17 @@ pub fn scan(value: &Value, env: &Map<String, Value>, phase: Phase) -> Vec<ScanFi
             }
         }
     }
-    let ctx = scan_context(env, phase);
+    // The scope (a copy of the whole environment) is only built when a leaf has a
+    // template: a plain string renders to itself without looking anything up.
+    let mut ctx: Option<Map<String, Value>> = None;
+    let no_scope = Map::new();
     for (path, s) in leaves {
-        if let Err(e) = render_str(s, &ctx, phase) {
+        let scope = if s.contains("{{") || s.contains("}}") {
+            &*ctx.get_or_insert_with(|| scan_context(env, phase))
+        } else {
+            &no_scope
+        };
+        if let Err(e) = render_str(s, scope, phase) {
             findings.extend(finding_for(e, path));
             break;
         }
