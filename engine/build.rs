@@ -70,6 +70,12 @@ fn step_members(steps: &Path) -> Vec<String> {
     v
 }
 
+/// The built-in steps' shadow stack: 128 KiB instead of Rust's default 1 MiB. Every
+/// attempt gets a fresh instance whose linear memory is reset when it ends, and the cost
+/// of that reset grows with the memory's size; these steps never recurse deeply (inputs
+/// are JSON, whose parser stops at 128 levels).
+const GUEST_RUSTFLAGS: &str = "-Clink-arg=-zstack-size=131072";
+
 /// `cargo build --release --target wasm32-wasip2` on a guest workspace, with a target dir
 /// under OUT_DIR and without the flags the outer build passes to its own crates.
 pub fn build_guests(manifest: &Path, target_dir: &Path) {
@@ -84,7 +90,7 @@ pub fn build_guests(manifest: &Path, target_dir: &Path) {
         ])
         .arg(manifest)
         .env("CARGO_TARGET_DIR", target_dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("CARGO_ENCODED_RUSTFLAGS", GUEST_RUSTFLAGS)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET")
         .env_remove("CARGO_PROFILE_RELEASE_DEBUG")
