@@ -224,3 +224,24 @@ pub fn out_tsv(t: &Test, flow: &str, run: &str) -> String {
     std::fs::read_to_string(t.path(&format!("work/{flow}/j/{run}/artifacts/out.tsv")))
         .unwrap_or_else(|e| panic!("no output: {e}"))
 }
+
+/// The value of a test-server variable (`AF_TEST_...`, printed by
+/// `scripts/test-servers.sh start`). When it is missing the test is skipped with a loud
+/// message (`None`), or fails when `AETHERFLOW_TEST_SERVERS=required` (CI).
+#[allow(dead_code)] // used by the connector tests
+pub fn server_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            let msg = format!(
+                "test server not running: {var} is not set. Start the servers with \
+                 `eval \"$(bash scripts/test-servers.sh start)\"` (or run `bash scripts/test.sh`)"
+            );
+            if std::env::var("AETHERFLOW_TEST_SERVERS").as_deref() == Ok("required") {
+                panic!("{msg}");
+            }
+            eprintln!("\n*** SKIPPED: {msg} ***\n");
+            None
+        }
+    }
+}

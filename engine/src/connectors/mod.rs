@@ -2,14 +2,20 @@
 //! naming a resource, and the host runs the operation here with the resource's resolved
 //! configuration.
 
+pub mod files;
+pub mod http;
+pub mod mail;
 pub mod sqlite;
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use crate::sandbox::bindings::aetherflow::step::sql::{SqlError, SqlErrorKind};
-use sqlite::SqlCursor;
+pub use http::IncomingBody;
+pub use sqlite::SqlCursor;
 
 /// A resource after profile overlay and env rendering: what a connector is built from.
 #[derive(Debug, Clone)]
@@ -51,6 +57,8 @@ pub struct Connectors {
     default_policy: CachePolicy,
     disabled: bool,
     pools: std::sync::Mutex<BTreeMap<String, std::sync::Arc<sqlite::Pool>>>,
+    /// Per-resource connector state of any kind (clients, sessions), see [`Connectors::cached`].
+    cache: std::sync::Mutex<BTreeMap<String, Arc<dyn Any + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for Connectors {
@@ -82,7 +90,53 @@ impl Connectors {
             default_policy,
             disabled,
             pools: Default::default(),
+            cache: Default::default(),
         }
+    }
+
+    /// The resolved resource of that name.
+    pub fn resource(&self, name: &str) -> Option<&ResolvedResource> {
+        self.resources.get(name)
+    }
+
+    /// The connector state `T` kept for resource `name` (a client, a session), made by
+    /// `make` the first time and kept for the rest of the run, unless the resource's cache
+    /// policy is `none` (then every call makes a new one). A connector module keeps one
+    /// type per resource; asking for another type for the same name makes a new value.
+    pub fn cached<T: Any + Send + Sync, E>(
+        &self,
+        name: &str,
+        make: impl FnOnce(&ResolvedResource) -> Result<T, E>,
+        unknown: impl FnOnce() -> E,
+    ) -> Result<Arc<T>, E> {
+        let resource = self.resources.get(name).ok_or_else(unknown)?;
+        if self.policy(name) == CachePolicy::None {
+            return make(resource).map(Arc::new);
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = cache.get(name).cloned() {
+            if let Ok(v) = v.downcast::<T>() {
+                return Ok(v);
+            }
+        }
+        let v = Arc::new(make(resource)?);
+        cache.insert(name.to_string(), v.clone());
+        Ok(v)
+    }
+
+    /// "Unknown connector: kind:driver. Loaded: [...]", the reference's message for a
+    /// driver nobody registered.
+    pub fn unknown_driver(r: &ResolvedResource, loaded: &[&str]) -> String {
+        format!(
+            "Unknown connector: {}:{}. Loaded: [{}]",
+            r.kind,
+            r.driver,
+            loaded
+                .iter()
+                .map(|d| format!("'{d}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 
     /// The resolution order of the reference: disabled, then the resource's

@@ -1,6 +1,7 @@
 //! Host side of the step world's imports (`log`, `sql`) and the per-store state.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -8,14 +9,16 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::aetherflow::step::{log, sql, types};
-use crate::connectors::sqlite::SqlCursor;
-use crate::connectors::Connectors;
+use super::bindings::aetherflow::step::{files, http, log, mail, sql, types};
+use crate::connectors::files::{FileOp, FileOut};
+use crate::connectors::{Connectors, IncomingBody, SqlCursor};
 
 /// Most rows one `next-batch` call may return, whatever the guest asks for.
 const MAX_BATCH_ROWS: usize = 10_000;
 /// Log lines one attempt may emit; beyond that lines are counted and dropped.
 const MAX_LOG_LINES: usize = 10_000;
+/// Most bytes one `incoming-body.read` call may return.
+const MAX_READ_BYTES: usize = 1 << 20;
 /// Longest log message kept (bytes).
 const MAX_LOG_MESSAGE: usize = 8 * 1024;
 
@@ -92,7 +95,15 @@ pub struct StepEnv {
     connectors: Arc<Connectors>,
     logger: StepLogger,
     step_id: String,
+    workspace: PathBuf,
     log_lines: usize,
+}
+
+/// Why a connector call was refused before it reached the connector.
+enum Refusal {
+    NotGranted(String),
+    UnknownResource(String),
+    WrongKind(String),
 }
 
 impl StepEnv {
@@ -101,55 +112,154 @@ impl StepEnv {
         connectors: Arc<Connectors>,
         logger: StepLogger,
         step_id: String,
+        workspace: PathBuf,
     ) -> Self {
         StepEnv {
             grants: grants.into_iter().collect(),
             connectors,
             logger,
             step_id,
+            workspace,
             log_lines: 0,
         }
     }
 
     /// A step may use a resource only if the flow named it in the step's inputs (as the
-    /// step's `describe` declares), and only as the kind it really is.
-    fn check_grant(&self, resource: &str, kind: &str) -> Result<(), sql::SqlError> {
+    /// step's `describe` declares), and only as one of the kinds the interface serves.
+    fn check_grant(&self, resource: &str, kinds: &[&str]) -> Result<(), Refusal> {
         if !self.grants.contains(resource) {
-            return Err(sql::SqlError {
-                kind: sql::SqlErrorKind::NotGranted,
-                message: format!(
-                    "resource `{resource}` is not granted to step `{}`: a step may use only the resources its inputs name",
-                    self.step_id
-                ),
-            });
+            return Err(Refusal::NotGranted(format!(
+                "resource `{resource}` is not granted to step `{}`: a step may use only the resources its inputs name",
+                self.step_id
+            )));
         }
         match self.connectors.kind(resource) {
-            None => Err(sql::SqlError {
-                kind: sql::SqlErrorKind::UnknownResource,
-                message: format!(
-                    "Unknown resource: {resource}. Known: [{}]",
-                    self.connectors
-                        .names()
-                        .iter()
-                        .map(|n| format!("'{n}'"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }),
-            Some(k) if k != kind => Err(sql::SqlError {
-                kind: sql::SqlErrorKind::WrongKind,
-                message: format!("Resource {resource} is kind={k}, requested kind={kind}"),
-            }),
+            None => Err(Refusal::UnknownResource(format!(
+                "Unknown resource: {resource}. Known: [{}]",
+                self.connectors
+                    .names()
+                    .iter()
+                    .map(|n| format!("'{n}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            Some(k) if !kinds.contains(&k) => Err(Refusal::WrongKind(format!(
+                "Resource {resource} is kind={k}, requested kind={}",
+                kinds.join("|")
+            ))),
             Some(_) => Ok(()),
+        }
+    }
+
+    /// `path` (absolute, or relative to the workspace) as a host path inside the job
+    /// workspace, symlinks resolved; a path that leaves the workspace is refused. The file
+    /// itself need not exist (a download target), its parent directory must.
+    fn confine(&self, path: &str) -> Result<PathBuf, String> {
+        let root = self
+            .workspace
+            .canonicalize()
+            .map_err(|e| format!("cannot resolve the workspace: {e}"))?;
+        let p = Path::new(path);
+        let joined = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.workspace.join(p)
+        };
+        let resolved = match joined.canonicalize() {
+            Ok(r) => r,
+            Err(_) => {
+                let (Some(parent), Some(name)) = (joined.parent(), joined.file_name()) else {
+                    return Err(format!("`{path}` is not a file path"));
+                };
+                let parent = parent
+                    .canonicalize()
+                    .map_err(|e| format!("`{path}`: {e}"))?;
+                parent.join(name)
+            }
+        };
+        if resolved.starts_with(&root) {
+            Ok(resolved)
+        } else {
+            Err(format!(
+                "`{path}` is outside the job workspace `{}`",
+                self.workspace.display()
+            ))
         }
     }
 }
 
-fn no_step_env() -> sql::SqlError {
-    sql::SqlError {
-        kind: sql::SqlErrorKind::NotGranted,
-        message: "connectors are not available while a step describes itself".into(),
+fn sql_refusal(r: Refusal) -> sql::SqlError {
+    match r {
+        Refusal::NotGranted(message) => sql::SqlError {
+            kind: sql::SqlErrorKind::NotGranted,
+            message,
+        },
+        Refusal::UnknownResource(message) => sql::SqlError {
+            kind: sql::SqlErrorKind::UnknownResource,
+            message,
+        },
+        Refusal::WrongKind(message) => sql::SqlError {
+            kind: sql::SqlErrorKind::WrongKind,
+            message,
+        },
     }
+}
+
+fn http_refusal(r: Refusal) -> http::HttpError {
+    match r {
+        Refusal::NotGranted(message) => http::HttpError {
+            kind: http::HttpErrorKind::NotGranted,
+            message,
+        },
+        Refusal::UnknownResource(message) => http::HttpError {
+            kind: http::HttpErrorKind::UnknownResource,
+            message,
+        },
+        Refusal::WrongKind(message) => http::HttpError {
+            kind: http::HttpErrorKind::WrongKind,
+            message,
+        },
+    }
+}
+
+fn files_refusal(r: Refusal) -> files::FilesError {
+    match r {
+        Refusal::NotGranted(message) => files::FilesError {
+            kind: files::FilesErrorKind::NotGranted,
+            message,
+        },
+        Refusal::UnknownResource(message) => files::FilesError {
+            kind: files::FilesErrorKind::UnknownResource,
+            message,
+        },
+        Refusal::WrongKind(message) => files::FilesError {
+            kind: files::FilesErrorKind::WrongKind,
+            message,
+        },
+    }
+}
+
+fn mail_refusal(r: Refusal) -> mail::MailError {
+    match r {
+        Refusal::NotGranted(message) => mail::MailError {
+            kind: mail::MailErrorKind::NotGranted,
+            message,
+        },
+        Refusal::UnknownResource(message) => mail::MailError {
+            kind: mail::MailErrorKind::UnknownResource,
+            message,
+        },
+        Refusal::WrongKind(message) => mail::MailError {
+            kind: mail::MailErrorKind::WrongKind,
+            message,
+        },
+    }
+}
+
+const NO_STEP_ENV: &str = "connectors are not available while a step describes itself";
+
+fn no_step_env() -> sql::SqlError {
+    sql_refusal(Refusal::NotGranted(NO_STEP_ENV.into()))
 }
 
 impl types::Host for HostState {}
@@ -207,8 +317,8 @@ impl sql::Host for HostState {
         let Some(env) = self.step.as_ref() else {
             return Ok(Err(no_step_env()));
         };
-        if let Err(e) = env.check_grant(&resource, "db") {
-            return Ok(Err(e));
+        if let Err(r) = env.check_grant(&resource, &["db"]) {
+            return Ok(Err(sql_refusal(r)));
         }
         match env.connectors.sql_query(&resource, &statement, &params) {
             Ok(cursor) => Ok(Ok(self.table.push(cursor)?)),
@@ -225,8 +335,8 @@ impl sql::Host for HostState {
         let Some(env) = self.step.as_ref() else {
             return Ok(Err(no_step_env()));
         };
-        if let Err(e) = env.check_grant(&resource, "db") {
-            return Ok(Err(e));
+        if let Err(r) = env.check_grant(&resource, &["db"]) {
+            return Ok(Err(sql_refusal(r)));
         }
         Ok(env.connectors.sql_execute(&resource, &statement, &params))
     }
@@ -249,5 +359,223 @@ impl sql::HostCursor for HostState {
     fn drop(&mut self, cursor: Resource<SqlCursor>) -> wasmtime::Result<()> {
         self.table.delete(cursor)?;
         Ok(())
+    }
+}
+
+impl http::Host for HostState {
+    fn send(
+        &mut self,
+        resource: String,
+        req: http::Request,
+    ) -> wasmtime::Result<Result<http::Response, http::HttpError>> {
+        let Some(env) = self.step.as_ref() else {
+            return Ok(Err(http_refusal(Refusal::NotGranted(NO_STEP_ENV.into()))));
+        };
+        if let Err(r) = env.check_grant(&resource, &["rest"]) {
+            return Ok(Err(http_refusal(r)));
+        }
+        match env.connectors.http_send(&resource, req) {
+            Ok(resp) => Ok(Ok(http::Response {
+                status: resp.status,
+                headers: resp
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| http::Header { name, value })
+                    .collect(),
+                body: self.table.push(resp.body)?,
+            })),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+}
+
+impl http::HostIncomingBody for HostState {
+    fn read(
+        &mut self,
+        body: Resource<IncomingBody>,
+        max_bytes: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, http::HttpError>> {
+        let max = (max_bytes as usize).clamp(1, MAX_READ_BYTES);
+        Ok(self.table.get_mut(&body)?.read(max))
+    }
+
+    fn drop(&mut self, body: Resource<IncomingBody>) -> wasmtime::Result<()> {
+        self.table.delete(body)?;
+        Ok(())
+    }
+}
+
+impl HostState {
+    /// Grant check and workspace confinement shared by the `files` functions.
+    fn files_call(
+        &mut self,
+        resource: &str,
+        local: Option<&str>,
+        op: impl FnOnce(&Connectors, Option<&Path>) -> Result<FileOut, files::FilesError>,
+    ) -> Result<FileOut, files::FilesError> {
+        let Some(env) = self.step.as_ref() else {
+            return Err(files_refusal(Refusal::NotGranted(NO_STEP_ENV.into())));
+        };
+        env.check_grant(resource, crate::connectors::files::KINDS)
+            .map_err(files_refusal)?;
+        let local = match local {
+            Some(p) => Some(env.confine(p).map_err(|message| files::FilesError {
+                kind: files::FilesErrorKind::OutsideWorkspace,
+                message,
+            })?),
+            None => None,
+        };
+        op(&env.connectors, local.as_deref())
+    }
+}
+
+fn done(out: Result<FileOut, files::FilesError>) -> Result<(), files::FilesError> {
+    out.map(|_| ())
+}
+
+impl files::Host for HostState {
+    fn list(
+        &mut self,
+        resource: String,
+        dir: String,
+    ) -> wasmtime::Result<Result<Vec<files::RemoteFileMeta>, files::FilesError>> {
+        let out = self.files_call(&resource, None, |c, _| {
+            c.files_op(&resource, FileOp::List { dir: &dir })
+        });
+        Ok(out.map(|o| match o {
+            FileOut::Listing(v) => v,
+            _ => Vec::new(),
+        }))
+    }
+
+    fn read_bytes(
+        &mut self,
+        resource: String,
+        path: String,
+    ) -> wasmtime::Result<Result<Vec<u8>, files::FilesError>> {
+        let out = self.files_call(&resource, None, |c, _| {
+            c.files_op(&resource, FileOp::ReadBytes { path: &path })
+        });
+        Ok(out.map(|o| match o {
+            FileOut::Bytes(v) => v,
+            _ => Vec::new(),
+        }))
+    }
+
+    fn write_bytes(
+        &mut self,
+        resource: String,
+        path: String,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), files::FilesError>> {
+        Ok(done(self.files_call(&resource, None, |c, _| {
+            c.files_op(&resource, FileOp::WriteBytes { path: &path, data })
+        })))
+    }
+
+    fn upload(
+        &mut self,
+        resource: String,
+        local_path: String,
+        remote_path: String,
+    ) -> wasmtime::Result<Result<(), files::FilesError>> {
+        Ok(done(self.files_call(
+            &resource,
+            Some(&local_path),
+            |c, local| {
+                let local = local.expect("confined local path");
+                c.files_op(
+                    &resource,
+                    FileOp::Upload {
+                        local,
+                        remote: &remote_path,
+                    },
+                )
+            },
+        )))
+    }
+
+    fn download(
+        &mut self,
+        resource: String,
+        remote_path: String,
+        local_path: String,
+    ) -> wasmtime::Result<Result<(), files::FilesError>> {
+        Ok(done(self.files_call(
+            &resource,
+            Some(&local_path),
+            |c, local| {
+                let local = local.expect("confined local path");
+                c.files_op(
+                    &resource,
+                    FileOp::Download {
+                        remote: &remote_path,
+                        local,
+                    },
+                )
+            },
+        )))
+    }
+
+    fn delete(
+        &mut self,
+        resource: String,
+        path: String,
+        recursive: bool,
+    ) -> wasmtime::Result<Result<(), files::FilesError>> {
+        Ok(done(self.files_call(&resource, None, |c, _| {
+            c.files_op(
+                &resource,
+                FileOp::Delete {
+                    path: &path,
+                    recursive,
+                },
+            )
+        })))
+    }
+
+    fn mkdir(
+        &mut self,
+        resource: String,
+        path: String,
+        parents: bool,
+    ) -> wasmtime::Result<Result<(), files::FilesError>> {
+        Ok(done(self.files_call(&resource, None, |c, _| {
+            c.files_op(
+                &resource,
+                FileOp::Mkdir {
+                    path: &path,
+                    parents,
+                },
+            )
+        })))
+    }
+}
+
+impl mail::Host for HostState {
+    fn send(
+        &mut self,
+        resource: String,
+        msg: mail::Message,
+    ) -> wasmtime::Result<Result<(), mail::MailError>> {
+        let Some(env) = self.step.as_ref() else {
+            return Ok(Err(mail_refusal(Refusal::NotGranted(NO_STEP_ENV.into()))));
+        };
+        if let Err(r) = env.check_grant(&resource, &["mail"]) {
+            return Ok(Err(mail_refusal(r)));
+        }
+        let mut attachments = Vec::with_capacity(msg.attachments.len());
+        for a in &msg.attachments {
+            match env.confine(a) {
+                Ok(p) => attachments.push(p),
+                Err(message) => {
+                    return Ok(Err(mail::MailError {
+                        kind: mail::MailErrorKind::InvalidMessage,
+                        message: format!("attachment {message}"),
+                    }))
+                }
+            }
+        }
+        Ok(env.connectors.mail_send(&resource, msg, attachments))
     }
 }

@@ -31,7 +31,8 @@ pub(crate) mod bindings {
         world: "step",
         imports: { default: trappable },
         with: {
-            "aetherflow:step/sql.cursor": crate::connectors::sqlite::SqlCursor,
+            "aetherflow:step/sql.cursor": crate::connectors::SqlCursor,
+            "aetherflow:step/http.incoming-body": crate::connectors::IncomingBody,
         },
     });
 }
@@ -317,6 +318,7 @@ impl Sandbox {
                 caps.connectors,
                 caps.logger,
                 ctx.step_id.clone(),
+                ctx.workspace.clone(),
             )),
         );
         let mut store = self.store(state);
