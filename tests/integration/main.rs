@@ -6,6 +6,7 @@ mod harness;
 mod cli;
 mod config;
 mod crash;
+mod data_safety;
 mod examples;
 mod gating;
 mod locks;

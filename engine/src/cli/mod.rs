@@ -102,6 +102,12 @@ pub(crate) fn setup(
 
 /// Parse arguments, run the command, map the outcome to an exit code.
 pub fn main() -> i32 {
+    // A write past RLIMIT_FSIZE must fail the step that made it (EFBIG), not kill the
+    // engine with SIGXFSZ in the middle of a state transition.
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

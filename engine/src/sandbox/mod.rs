@@ -363,7 +363,12 @@ impl Sandbox {
             }
             Ok(Err(e)) => Err(StepFailure {
                 kind: FailureKind::StepError,
-                message: e.message,
+                message: match e.kind {
+                    // WASI streams report ENOSPC and EFBIG as a bare I/O error: say which
+                    // storage limit the host sees, if any.
+                    wit::ErrorKind::Io => e.message + &storage_hint(&ctx.workspace),
+                    _ => e.message,
+                },
             }),
             Err(trap) => {
                 let elapsed = started.elapsed();
@@ -446,6 +451,39 @@ fn classify_trap(
             kind: FailureKind::Trap,
             message: format!("step {step_id} failed in the host: {err:#}{stderr_note}"),
         },
+    }
+}
+
+/// Why a write in `dir` may have failed: its file system is (nearly) full, or this process
+/// has a file-size limit. Empty when neither is the case.
+fn storage_hint(dir: &Path) -> String {
+    let mut hints = Vec::new();
+    if let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) {
+        // SAFETY: a valid C string and an out-pointer to a zeroed struct.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0 {
+            let free = st.f_bavail as u64 * st.f_frsize as u64;
+            if free < (1 << 20) {
+                hints.push(format!(
+                    "the file system of the workspace is full ({free} bytes free)"
+                ));
+            }
+        }
+    }
+    // SAFETY: an out-pointer to a zeroed struct.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut lim) } == 0
+        && lim.rlim_cur != libc::RLIM_INFINITY
+    {
+        hints.push(format!(
+            "this process may not write files larger than {} bytes (RLIMIT_FSIZE, `ulimit -f`)",
+            lim.rlim_cur
+        ));
+    }
+    if hints.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", hints.join("; "))
     }
 }
 

@@ -83,6 +83,15 @@ impl Running {
     /// `Stdio::piped()`) are read by one thread each.
     pub(crate) fn spawn(mut cmd: Command) -> std::io::Result<Running> {
         cmd.process_group(0);
+        // The engine ignores SIGXFSZ (a write beyond RLIMIT_FSIZE is then an error it can
+        // report); a child gets the default disposition back, as if started from a shell.
+        // SAFETY: `signal` is async-signal-safe, which is all `pre_exec` allows.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn()?;
         let pid = libc::pid_t::try_from(child.id()).unwrap_or(libc::pid_t::MAX);
         let (tx, rx) = sync_channel(CHANNEL_BOUND);
