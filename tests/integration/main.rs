@@ -17,3 +17,4 @@ mod resume;
 mod runs;
 mod sandbox;
 mod secrets;
+mod steps_cmd;

@@ -5,6 +5,7 @@ mod doctor;
 mod explain;
 mod run;
 mod runs;
+mod steps;
 mod validate;
 
 use std::path::PathBuf;
@@ -42,6 +43,10 @@ pub enum Command {
     /// Inspect recorded runs: `runs list`, `runs show RUN_ID`.
     #[command(subcommand)]
     Runs(runs::RunsCommand),
+    /// The available step types: `steps list`, `steps show NAME` (origin, version,
+    /// sha256, input schema, the connectors each asks for).
+    #[command(subcommand)]
+    Steps(steps::StepsCommand),
 }
 
 /// The flow file, given positionally or as `--flow-yaml` (the reference's spelling).
@@ -126,6 +131,7 @@ pub fn main() -> i32 {
         Command::Doctor(args) => doctor::execute(args),
         Command::Explain(args) => explain::execute(args),
         Command::Runs(cmd) => runs::execute(cmd),
+        Command::Steps(cmd) => steps::execute(cmd),
     }
 }
 

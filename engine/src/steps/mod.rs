@@ -169,6 +169,53 @@ impl Registry {
     pub fn sandbox(&self) -> &Arc<Sandbox> {
         &self.sandbox
     }
+
+    /// What `aetherflow steps` shows about one step type (`None` if there is no such
+    /// step). Built-ins are loaded (compiled on a cold component cache) to ask `describe`.
+    pub fn entry(&self, name: &str) -> Result<Option<StepEntry>, RegistryError> {
+        let native = |description: &str| StepEntry {
+            name: name.to_string(),
+            origin: "native (runs in the engine, not in a sandbox)".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            sha256: None,
+            description: description.into(),
+            input_schema: None,
+            capabilities: Vec::new(),
+        };
+        Ok(Some(match self.get(name)? {
+            None => return Ok(None),
+            Some(StepImpl::ExternalProcess) => {
+                native("Run an OS command (see docs/steps.md); the flow's explicit escape hatch.")
+            }
+            Some(StepImpl::WithLock) => {
+                native("Run an embedded step while holding a TTL lock (see docs/steps.md).")
+            }
+            Some(StepImpl::Component(c)) => StepEntry {
+                name: name.to_string(),
+                origin: c.origin.to_string(),
+                version: c.info.version.clone(),
+                sha256: Some(c.sha256.clone()),
+                description: c.info.description.clone(),
+                input_schema: Some(c.info.input_schema.clone()),
+                capabilities: c.info.capabilities.clone(),
+            },
+        }))
+    }
+}
+
+/// One available step type, as `aetherflow steps list/show` prints it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepEntry {
+    pub name: String,
+    /// `builtin`, the plugin's file, or native.
+    pub origin: String,
+    pub version: String,
+    /// Of the component's bytes (none for native steps).
+    pub sha256: Option<String>,
+    pub description: String,
+    pub input_schema: Option<serde_json::Value>,
+    /// (connector kind, the input naming the resource).
+    pub capabilities: Vec<(String, String)>,
 }
 
 /// A `.wasm` file, or every `.wasm` below a directory (sorted; names starting with `_` are
