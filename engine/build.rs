@@ -36,26 +36,66 @@ fn main() {
     let target_dir = out_dir.join("guests");
     build_guests(&steps.join("Cargo.toml"), &target_dir);
 
+    // Precompile every built-in with the engine's own configuration, so that a fresh
+    // install runs them without compiling (and without Cranelift's memory peak).
+    let engine = precompile_engine();
     let mut code = String::from(
-        "/// Built-in step components: (crate name, component bytes, sha256 of the bytes).\n\
-         pub const BUILTIN_COMPONENTS: &[(&str, &[u8], &str)] = &[\n",
+        "/// Built-in step components: (crate name, component bytes, the same precompiled for\n\
+         /// this engine (empty if the build could not), sha256 of the bytes).\n\
+         pub const BUILTIN_COMPONENTS: &[(&str, &[u8], &[u8], &str)] = &[\n",
     );
     for m in &members {
         let wasm = target_dir
             .join("wasm32-wasip2/release")
             .join(format!("{}.wasm", m.replace('-', "_")));
         assert!(wasm.exists(), "guest build produced no {}", wasm.display());
+        let bytes = fs::read(&wasm).unwrap();
         // The digest keys the precompiled-component cache; computing it here saves hashing
         // the embedded bytes on every start.
-        let digest = <sha2::Sha256 as sha2::Digest>::digest(fs::read(&wasm).unwrap());
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let cwasm = out_dir.join(format!("{m}.cwasm"));
+        let precompiled = match &engine {
+            Some(e) => e
+                .precompile_component(&bytes)
+                .unwrap_or_else(|err| panic!("precompiling the built-in step {m} failed: {err:#}")),
+            None => Vec::new(),
+        };
+        fs::write(&cwasm, precompiled).unwrap();
         code.push_str(&format!(
-            "    ({m:?}, include_bytes!({:?}), {hex:?}),\n",
-            wasm.display().to_string()
+            "    ({m:?}, include_bytes!({:?}), include_bytes!({:?}), {hex:?}),\n",
+            wasm.display().to_string(),
+            cwasm.display().to_string()
         ));
     }
     code.push_str("];\n");
     fs::write(out_dir.join("builtins.rs"), code).unwrap();
+}
+
+mod sandbox_config {
+    include!("src/sandbox/engine_config.rs");
+}
+
+/// The engine that precompiles the built-ins: the sandbox's configuration, for the target
+/// being built. `None` (nothing precompiled; the engine compiles at first use) when that
+/// target cannot be compiled for here.
+fn precompile_engine() -> Option<wasmtime::Engine> {
+    println!("cargo:rerun-if-changed=src/sandbox/engine_config.rs");
+    let mut cfg = sandbox_config::engine_config();
+    let target = env::var("TARGET").unwrap();
+    if target != env::var("HOST").unwrap() {
+        if let Err(e) = cfg.target(&target) {
+            println!("cargo:warning=built-in steps not precompiled for {target}: {e}");
+            return None;
+        }
+    }
+    match wasmtime::Engine::new(&cfg) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            println!("cargo:warning=built-in steps not precompiled: {e:#}");
+            None
+        }
+    }
 }
 
 /// The step crates: every directory of `steps/` holding a Cargo.toml.

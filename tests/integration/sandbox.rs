@@ -202,9 +202,12 @@ fn a_step_level_timeout_bounds_an_os_command_too() {
 }
 
 #[test]
-fn components_are_compiled_once_and_then_loaded_from_the_cache() {
-    let flow = header("cache") + "jobs:\n  - id: j\n    steps:\n      - {id: c, type: check_items, inputs: {items: [1]}}\n";
-    let t = Test::new().flow(&flow);
+fn plugin_components_are_compiled_once_and_then_loaded_from_the_cache() {
+    let flow = header("cache")
+        + "jobs:\n  - id: j\n    steps:\n      - {id: g, type: greet, inputs: {names: [Ada]}}\n";
+    let t = Test::new()
+        .flow(&flow)
+        .env("AETHERFLOW_PLUGIN_PATHS", fx::GREET);
     let cache = t.path("cache");
     let run = |t: &Test| {
         let mut cmd = t.command(&["run", "flow.yaml"]);
@@ -226,7 +229,7 @@ fn components_are_compiled_once_and_then_loaded_from_the_cache() {
     assert_eq!(
         first.len(),
         1,
-        "one precompiled component (check_items): {first:?}"
+        "one precompiled component (greet): {first:?}"
     );
     assert!(first[0].0.extension().is_some_and(|e| e == "cwasm"));
     run(&t).status(0);
@@ -239,6 +242,33 @@ fn components_are_compiled_once_and_then_loaded_from_the_cache() {
     std::fs::write(&first[0].0, b"not a wasmtime artifact").unwrap();
     run(&t).status(0);
     assert!(std::fs::read(&first[0].0).unwrap().len() > 100);
+}
+
+/// Built-in steps are precompiled by the build for this engine: a fresh install runs them
+/// without compiling, so nothing is written to the component cache.
+#[test]
+fn builtin_steps_are_precompiled_and_never_cached() {
+    let flow = header("pre") + "jobs:\n  - id: j\n    steps:\n      - {id: c, type: check_items, inputs: {items: [1]}}\n";
+    let t = Test::new().flow(&flow);
+    let cache = t.path("cache");
+    let mut cmd = t.command(&["run", "flow.yaml"]);
+    cmd.env("AETHERFLOW_CACHE_DIR", &cache);
+    crate::harness::Outcome::from(cmd.output().unwrap()).status(0);
+    let written: Vec<_> = walk(&cache);
+    assert!(written.is_empty(), "compiled at run time: {written:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! state into the next attempt.
 
 mod cache;
+mod engine_config;
 mod host;
 mod secrets;
 
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
@@ -41,9 +42,6 @@ use bindings::aetherflow::step::types as wit;
 
 /// How often the epoch advances; deadlines are measured in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
-/// Bytes of each pooled linear memory / table kept resident between instances.
-const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
-const KEEP_RESIDENT_TABLE: usize = 16 << 10;
 /// What a guest may print to its own stdout/stderr (kept for the failure report).
 const STDIO_CAPTURE_BYTES: usize = 64 * 1024;
 
@@ -162,24 +160,7 @@ impl Drop for Sandbox {
 impl Sandbox {
     /// `cache_dir`: where precompiled components are kept (`None` disables the cache).
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, SandboxError> {
-        let mut cfg = Config::new();
-        cfg.wasm_component_model(true);
-        cfg.epoch_interruption(true);
-        let mut pool = PoolingAllocationConfig::default();
-        // Steps run one at a time; a few slots cover nested with_lock and describe calls.
-        pool.total_component_instances(16);
-        pool.total_core_instances(128);
-        pool.total_memories(32);
-        pool.total_tables(64);
-        pool.total_stacks(16);
-        pool.max_memory_size(4 << 30);
-        // A finished instance's memory and tables are reset in place (up to these sizes;
-        // on Linux only the pages it dirtied, found with the PAGEMAP_SCAN ioctl) instead
-        // of being returned to the kernel and faulted in again by the next attempt. Only
-        // dirtied pages stay resident. See docs/performance.md.
-        pool.linear_memory_keep_resident(KEEP_RESIDENT_MEMORY);
-        pool.table_keep_resident(KEEP_RESIDENT_TABLE);
-        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let cfg = engine_config::engine_config();
         let engine = Engine::new(&cfg).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
 
         let mut linker: Linker<HostState> = Linker::new(&engine);
@@ -233,6 +214,40 @@ impl Sandbox {
             None => Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}")),
         }
         .map_err(load_err)?;
+        self.finish(component, sha256, origin)
+    }
+
+    /// A built-in step: `precompiled` is what build.rs made of `bytes` with this engine's
+    /// configuration, so nothing is compiled at run time. When wasmtime refuses it (a CPU
+    /// without the features of the build machine, an empty blob when the build could not
+    /// precompile) the component is compiled as usual, through the cache.
+    pub fn load_builtin(
+        &self,
+        bytes: &[u8],
+        precompiled: &[u8],
+        sha256: String,
+    ) -> Result<LoadedStep, SandboxError> {
+        // SAFETY: `precompiled` is embedded in this binary by build.rs, produced by
+        // `precompile_component` of this wasmtime version from the configuration in
+        // engine_config.rs; wasmtime checks version, configuration and target and refuses
+        // a mismatch.
+        match unsafe { Component::deserialize(&self.engine, precompiled) } {
+            Ok(component) => self.finish(component, sha256, Origin::Builtin),
+            Err(_) => self.load_with_digest(bytes, sha256, Origin::Builtin),
+        }
+    }
+
+    /// Link and describe a compiled component.
+    fn finish(
+        &self,
+        component: Component,
+        sha256: String,
+        origin: Origin,
+    ) -> Result<LoadedStep, SandboxError> {
+        let load_err = |message: String| SandboxError::Load {
+            origin: origin.to_string(),
+            message,
+        };
         let pre = self
             .linker
             .instantiate_pre(&component)

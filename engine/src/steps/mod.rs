@@ -41,8 +41,8 @@ pub enum RegistryError {
 
 pub struct Registry {
     sandbox: Arc<Sandbox>,
-    /// name -> (component bytes, sha256 computed at build time)
-    builtin_bytes: BTreeMap<&'static str, (&'static [u8], &'static str)>,
+    /// name -> (component bytes, the same precompiled by build.rs, sha256 of the bytes)
+    builtin_bytes: BTreeMap<&'static str, (&'static [u8], &'static [u8], &'static str)>,
     loaded: Mutex<BTreeMap<String, Arc<LoadedStep>>>,
     plugins: BTreeMap<String, Arc<LoadedStep>>,
     /// Plugin files skipped in non-strict mode, with why (reported as warnings).
@@ -57,7 +57,7 @@ impl Registry {
     ) -> Result<Registry, RegistryError> {
         let builtin_bytes: BTreeMap<_, _> = builtins::BUILTIN_COMPONENTS
             .iter()
-            .map(|(name, bytes, sha)| (*name, (*bytes, *sha)))
+            .map(|(name, bytes, precompiled, sha)| (*name, (*bytes, *precompiled, *sha)))
             .collect();
         let mut reg = Registry {
             sandbox,
@@ -150,18 +150,17 @@ impl Registry {
         if let Some(p) = self.plugins.get(name) {
             return Ok(Some(StepImpl::Component(p.clone())));
         }
-        let Some((bytes, sha256)) = self.builtin_bytes.get(name) else {
+        let Some((bytes, precompiled, sha256)) = self.builtin_bytes.get(name) else {
             return Ok(None);
         };
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = loaded.get(name) {
             return Ok(Some(StepImpl::Component(s.clone())));
         }
-        let step = Arc::new(self.sandbox.load_with_digest(
-            bytes,
-            sha256.to_string(),
-            Origin::Builtin,
-        )?);
+        let step = Arc::new(
+            self.sandbox
+                .load_builtin(bytes, precompiled, sha256.to_string())?,
+        );
         loaded.insert(name.to_string(), step.clone());
         Ok(Some(StepImpl::Component(step)))
     }
