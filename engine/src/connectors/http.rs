@@ -451,7 +451,7 @@ impl Client {
                     return Err(err(
                         kind,
                         format!(
-                            "REST request failed after {attempt} attempt(s): {shown} (resource `{}`: {why})",
+                            "resource `{}`: REST request failed after {attempt} attempt(s): {shown}: {why}",
                             self.resource
                         ),
                     ));
