@@ -8,6 +8,7 @@ mod config;
 mod crash;
 mod examples;
 mod gating;
+mod http;
 mod locks;
 mod parity;
 mod parity_diag;
