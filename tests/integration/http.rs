@@ -354,6 +354,13 @@ fn bearer_token_and_default_headers_are_sent_and_never_shown() {
     let show = t.run_args(&["runs", "show", "r1", "--state", "state.sqlite", "--json"]);
     assert!(!show.stdout.contains(TOKEN));
     assert!(show.stdout.contains("x-client"), "{}", show.stdout);
+    // The engine masks known secrets as `***` wherever they appear; no mask in the step
+    // records means the token never reached them in the first place.
+    for (job, step) in [("j0", "a"), ("j1", "o"), ("j2", "f")] {
+        let r = step_record(&t, "auth", "r1", job, step);
+        let text = format!("{:?} {:?}", r.outputs, r.error);
+        assert!(!text.contains("***"), "{text}");
+    }
 }
 
 /// Deterministic test content of `n` bytes.
