@@ -662,3 +662,49 @@ fn resource_config_errors_name_the_fix() {
         "{e}"
     );
 }
+
+#[test]
+fn redirects_are_returned_not_followed_and_reserved_headers_are_refused() {
+    let server = Server::start(|req, _| {
+        if req.target.ends_with("/moved") {
+            Reply::Respond {
+                status: 302,
+                headers: vec![("location", "http://example.invalid/elsewhere".into())],
+                body: Vec::new(),
+            }
+        } else {
+            json_reply(200, json!({}))
+        }
+    });
+    let f = flow(
+        "redir",
+        &api(&server, "/api", ""),
+        &[
+            "{id: r, type: http_request, inputs: {resource: api, path: /moved}}",
+            "{id: ok, type: http_request, inputs: {resource: api, path: /moved, expected_status: 302}}",
+            "{id: h, type: http_request, inputs: {resource: api, path: /x, headers: {Host: example.invalid}}}",
+            "{id: hd, type: http_request, inputs: {resource: api, method: head, path: /x}}",
+        ],
+    );
+    let t = Test::new().flow(&f);
+    t.run_args(&["run", "flow.yaml", "--run-id", "r1"])
+        .status(1);
+    let e = error(&t, "redir", "r1", "j0", "r");
+    assert!(e.contains("answered HTTP 302, expected 2xx"), "{e}");
+    let o = outputs(&t, "redir", "r1", "j1", "ok");
+    assert_eq!(o["headers"]["location"], "http://example.invalid/elsewhere");
+    let e = error(&t, "redir", "r1", "j2", "h");
+    assert!(
+        e.contains("the header `host` is set by the connector and cannot be given"),
+        "{e}"
+    );
+    assert_eq!(outputs(&t, "redir", "r1", "j3", "hd")["status"], 200);
+    let seen: Vec<(String, String)> = server
+        .seen()
+        .into_iter()
+        .map(|s| (s.method, s.target))
+        .collect();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen.iter().filter(|(_, t)| t == "/api/moved").count(), 2);
+    assert!(seen.contains(&("HEAD".into(), "/api/x".into())), "{seen:?}");
+}
