@@ -9,6 +9,7 @@ mod crash;
 mod data_safety;
 mod examples;
 mod gating;
+mod http;
 mod locks;
 mod parity;
 mod parity_diag;
