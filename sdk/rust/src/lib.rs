@@ -38,6 +38,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 pub use serde_json::{json, Value};
 
+pub mod files;
 pub mod log;
 pub mod pyfmt;
 pub mod sql;
