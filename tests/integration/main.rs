@@ -16,3 +16,4 @@ mod resume;
 mod runs;
 mod sandbox;
 mod secrets;
+mod sftp;
