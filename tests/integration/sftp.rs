@@ -199,7 +199,8 @@ fn key_auth_uploads_and_a_tree_is_deleted_recursively() {
             "      pkey_path: \"{}\"\n      known_hosts: \"{}\"\n",
             s.key, s.known_hosts
         ),
-        "",
+        // No session cache: every operation opens and closes its own SSH session.
+        ", cache: none",
     );
     let upload = header("key")
         + &resource

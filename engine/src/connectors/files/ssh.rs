@@ -399,7 +399,14 @@ fn authenticate(cfg: &Config, sess: &Session) -> Result<(), FilesError> {
         match sess.userauth_pubkey_file(&cfg.user, None, key, cfg.passphrase.as_deref()) {
             Ok(()) if sess.authenticated() => return Ok(()),
             Ok(()) => tried.push(format!("private key `{}`: refused", key.display())),
-            Err(e) => tried.push(format!("private key `{}`: {e}", key.display())),
+            Err(e) => {
+                let hint = if e.message().contains("Unable to extract public key") {
+                    " (also the error for a wrong or missing config.passphrase)"
+                } else {
+                    ""
+                };
+                tried.push(format!("private key `{}`: {e}{hint}", key.display()))
+            }
         }
     }
     if let Some(password) = &cfg.password {
