@@ -18,4 +18,5 @@ mod resume;
 mod runs;
 mod sandbox;
 mod secrets;
+mod sftp;
 mod steps_cmd;

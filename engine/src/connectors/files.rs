@@ -1,5 +1,11 @@
 //! Remote-files connectors (kind `sftp`, drivers `ssh`/`paramiko`): the host side of the WIT
 //! `files` interface.
+//!
+//! The SFTP client is libssh2 (the `ssh2` crate), in [`ssh`]. A resource keeps one SSH
+//! session for the run ([`Connectors::cached`]); with cache policy `none` every operation
+//! opens and closes its own.
+
+mod ssh;
 
 use std::path::Path;
 
@@ -11,7 +17,7 @@ use crate::sandbox::bindings::aetherflow::step::files::{
 /// Resource kinds the `files` interface serves.
 pub const KINDS: &[&str] = &["sftp"];
 /// Drivers this build implements.
-pub const DRIVERS: &[&str] = &[];
+pub const DRIVERS: &[&str] = &["sftp:ssh", "sftp:paramiko"];
 
 /// One operation of the `files` interface; local paths are already confined to the
 /// workspace by the caller.
@@ -34,14 +40,21 @@ pub enum FileOut {
 
 impl Connectors {
     /// Run one file operation on resource `name` (grant and kind already checked).
-    pub fn files_op(&self, name: &str, _op: FileOp<'_>) -> Result<FileOut, FilesError> {
-        let r = self.resource(name).ok_or_else(|| FilesError {
+    pub fn files_op(&self, name: &str, op: FileOp<'_>) -> Result<FileOut, FilesError> {
+        let unknown = || FilesError {
             kind: FilesErrorKind::UnknownResource,
             message: format!("Unknown resource: {name}"),
-        })?;
-        Err(FilesError {
-            kind: FilesErrorKind::Connection,
-            message: Connectors::unknown_driver(r, DRIVERS),
-        })
+        };
+        let r = self.resource(name).ok_or_else(unknown)?;
+        match (r.kind.as_str(), r.driver.as_str()) {
+            ("sftp", "ssh" | "paramiko") => {
+                let conn = self.cached(name, ssh::SftpConn::open, unknown)?;
+                conn.run(op)
+            }
+            _ => Err(FilesError {
+                kind: FilesErrorKind::Connection,
+                message: Connectors::unknown_driver(r, DRIVERS),
+            }),
+        }
     }
 }

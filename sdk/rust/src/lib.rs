@@ -39,6 +39,7 @@ use serde::Serialize;
 pub use serde_json::{json, Value};
 
 pub mod http;
+pub mod files;
 pub mod log;
 pub mod pyfmt;
 pub mod sql;
