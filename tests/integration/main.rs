@@ -3,12 +3,14 @@
 
 mod harness;
 
+mod archive;
 mod cli;
 mod config;
 mod crash;
 mod examples;
 mod gating;
 mod locks;
+mod mail;
 mod parity;
 mod parity_diag;
 mod parity_runs;

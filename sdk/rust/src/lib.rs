@@ -39,6 +39,7 @@ use serde::Serialize;
 pub use serde_json::{json, Value};
 
 pub mod log;
+pub mod mail;
 pub mod pyfmt;
 pub mod sql;
 
