@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod archive;
 mod cli;
 mod config;
 mod crash;
@@ -11,6 +12,7 @@ mod examples;
 mod gating;
 mod http;
 mod locks;
+mod mail;
 mod parity;
 mod parity_diag;
 mod parity_runs;

@@ -41,6 +41,7 @@ pub use serde_json::{json, Value};
 pub mod http;
 pub mod files;
 pub mod log;
+pub mod mail;
 pub mod pyfmt;
 pub mod sql;
 
