@@ -6,6 +6,8 @@ mod harness;
 mod cli;
 mod config;
 mod crash;
+mod db_golden;
+mod db_postgres;
 mod examples;
 mod gating;
 mod locks;
