@@ -11,6 +11,7 @@
 //! Values are sent as text and the server converts them to the parameter's type.
 
 use std::error::Error as StdError;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -280,11 +281,7 @@ impl Postgres {
         result
     }
 
-    pub fn query(
-        self: std::sync::Arc<Self>,
-        statement: &str,
-        params: &str,
-    ) -> Result<SqlCursor, SqlError> {
+    pub fn query(self: Arc<Self>, statement: &str, params: &str) -> Result<SqlCursor, SqlError> {
         let (sql, values) = self.prepare_params(statement, params)?;
         let statement = statement.to_string();
         SqlCursor::spawn("postgres", move |head, sink| {
@@ -295,8 +292,20 @@ impl Postgres {
                     return;
                 }
             };
-            self.stream(&mut client, &statement, &sql, &values, head, sink);
-            if !client.is_closed() {
+            let state = Arc::new(Mutex::new(WorkerState::default()));
+            let q = Query {
+                original: &statement,
+                sql: &sql,
+                values: &values,
+            };
+            self.stream(&mut client, &q, &state, head, sink);
+            let cancelled = {
+                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                st.done = true;
+                st.cancelled
+            };
+            // A connection a cancel request may still reach is never reused.
+            if !cancelled && !client.is_closed() {
                 self.pool.give(client);
             }
         })
@@ -307,20 +316,19 @@ impl Postgres {
     fn stream(
         &self,
         client: &mut Client,
-        original: &str,
-        sql: &str,
-        values: &[TextParam],
+        q: &Query<'_>,
+        state: &Arc<Mutex<WorkerState>>,
         head: HeadSender,
         mut sink: RowSink,
     ) {
-        let stmt = match client.prepare(sql) {
+        let stmt = match client.prepare(q.sql) {
             Ok(s) => s,
             Err(e) => {
-                head.send(Err(self.prepare_error(&e, original)));
+                head.send(Err(self.prepare_error(&e, q.original)));
                 return;
             }
         };
-        if let Err(e) = self.check_param_count(original, &stmt, values) {
+        if let Err(e) = self.check_param_count(q.original, &stmt, q.values) {
             head.send(Err(e));
             return;
         }
@@ -354,7 +362,7 @@ impl Postgres {
             }
         };
         let refs: Vec<&(dyn ToSql + Sync)> =
-            values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+            q.values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
         let portal = match tx.bind(&stmt, &refs) {
             Ok(p) => p,
             Err(e) => {
@@ -362,11 +370,17 @@ impl Postgres {
                 return;
             }
         };
-        // A cursor dropped while the server is still computing a chunk cancels it.
+        // A cursor dropped while the worker still streams cancels the running statement
+        // (the worker then closes the connection instead of pooling it).
+        let state = state.clone();
         let cancel: sql::Cancel = Box::new(move || {
-            std::thread::spawn(move || {
-                let _ = cancel_token.cancel_query(NoTls);
-            });
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            if !st.done {
+                st.cancelled = true;
+                std::thread::spawn(move || {
+                    let _ = cancel_token.cancel_query(NoTls);
+                });
+            }
         });
         if !head.send(Ok(Head {
             columns,
@@ -411,6 +425,20 @@ impl Postgres {
             Err(e) => sink.fail(self.query_error(&e)),
         }
     }
+}
+
+/// A statement ready to prepare: as the step wrote it, as sent, and its values.
+struct Query<'a> {
+    original: &'a str,
+    sql: &'a str,
+    values: &'a [TextParam],
+}
+
+/// Whether a query's worker has finished, and whether its cursor cancelled it.
+#[derive(Default)]
+struct WorkerState {
+    done: bool,
+    cancelled: bool,
 }
 
 /// A parameter sent in text format: the server parses it as the parameter's type.
