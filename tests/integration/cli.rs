@@ -37,7 +37,7 @@ fn validate_reports_semantic_errors_with_codes_and_exit_2() {
     out.status(2)
         .stdout_has("INVALID: flow.yaml")
         .stdout_has("- jobs[0].depends_on: semantic:depends_on_order - Job 'a' depends_on 'b' which appears after it; reorder jobs")
-        .stdout_has("- jobs[0].steps[0].type: semantic:unknown_step_type - Unknown step type: check_itemz. Loaded: ['check_items', 'db_extract', 'external.process', 'with_lock']")
+        .stdout_has("- jobs[0].steps[0].type: semantic:unknown_step_type - Unknown step type: check_itemz. Loaded: ['check_items', 'db_extract', 'db_extract_stream', 'db_fetch_small', 'external.process', 'with_lock']")
         .stdout_has("- jobs[1].when: semantic:invalid_when - Unsupported name: x");
     let json = t.run_args(&["validate", "flow.yaml", "--json"]);
     json.status(2);
