@@ -8,6 +8,8 @@ mod cli;
 mod config;
 mod crash;
 mod data_safety;
+mod db_golden;
+mod db_postgres;
 mod examples;
 mod gating;
 mod http;

@@ -5,6 +5,8 @@
 pub mod files;
 pub mod http;
 pub mod mail;
+pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 
 use std::any::Any;
@@ -15,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::sandbox::bindings::aetherflow::step::sql::{SqlError, SqlErrorKind};
 pub use http::IncomingBody;
-pub use sqlite::SqlCursor;
+pub use sql::SqlCursor;
 
 /// A resource after profile overlay and env rendering: what a connector is built from.
 #[derive(Debug, Clone)]
@@ -56,7 +58,6 @@ pub struct Connectors {
     resources: BTreeMap<String, ResolvedResource>,
     default_policy: CachePolicy,
     disabled: bool,
-    pools: std::sync::Mutex<BTreeMap<String, std::sync::Arc<sqlite::Pool>>>,
     /// Per-resource connector state of any kind (clients, sessions), see [`Connectors::cached`].
     cache: std::sync::Mutex<BTreeMap<String, Arc<dyn Any + Send + Sync>>>,
 }
@@ -71,7 +72,14 @@ impl std::fmt::Debug for Connectors {
     }
 }
 
-const SQL_DRIVERS: &[&str] = &["db:sqlite", "db:sqlite3"];
+/// The `db` drivers, as the reference lists loaded connectors (sorted `kind:driver`).
+const SQL_DRIVERS: &[&str] = &["db:postgres", "db:postgresql", "db:sqlite", "db:sqlite3"];
+
+/// The connection pool of one `db` resource, per driver.
+enum SqlBackend {
+    Sqlite(Arc<sqlite::Pool>),
+    Postgres(Arc<postgres::Postgres>),
+}
 
 impl Connectors {
     pub fn new(resources: impl IntoIterator<Item = ResolvedResource>) -> Self {
@@ -89,7 +97,6 @@ impl Connectors {
             resources: resources.into_iter().map(|r| (r.name.clone(), r)).collect(),
             default_policy,
             disabled,
-            pools: Default::default(),
             cache: Default::default(),
         }
     }
@@ -156,20 +163,6 @@ impl Connectors {
         }
     }
 
-    fn pool(&self, name: &str) -> Result<std::sync::Arc<sqlite::Pool>, SqlError> {
-        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = pools.get(name) {
-            return Ok(p.clone());
-        }
-        let path = self.sqlite_path(name)?;
-        let pool = std::sync::Arc::new(sqlite::Pool::new(
-            path,
-            self.policy(name) != CachePolicy::None,
-        ));
-        pools.insert(name.to_string(), pool.clone());
-        Ok(pool)
-    }
-
     pub fn kind(&self, name: &str) -> Option<&str> {
         self.resources.get(name).map(|r| r.kind.as_str())
     }
@@ -178,31 +171,32 @@ impl Connectors {
         self.resources.keys().map(String::as_str).collect()
     }
 
-    fn sqlite_path(&self, name: &str) -> Result<std::path::PathBuf, SqlError> {
-        let r = self.resources.get(name).ok_or_else(|| SqlError {
-            kind: SqlErrorKind::UnknownResource,
-            message: format!("Unknown resource: {name}"),
-        })?;
-        match r.driver.as_str() {
-            "sqlite" | "sqlite3" => {
-                sqlite::path_from_config(&r.config).map_err(|message| SqlError {
+    /// The driver state of `db` resource `name` (kept for the run unless its cache policy
+    /// is `none`).
+    fn sql_backend(&self, name: &str) -> Result<Arc<SqlBackend>, SqlError> {
+        let keep = self.policy(name) != CachePolicy::None;
+        self.cached(
+            name,
+            |r| match r.driver.as_str() {
+                "sqlite" | "sqlite3" => sqlite::path_from_config(&r.config)
+                    .map(|path| SqlBackend::Sqlite(Arc::new(sqlite::pool(path, keep))))
+                    .map_err(|message| SqlError {
+                        kind: SqlErrorKind::Connection,
+                        message,
+                    }),
+                "postgres" | "postgresql" => {
+                    postgres::Postgres::new(r, keep).map(|p| SqlBackend::Postgres(Arc::new(p)))
+                }
+                _ => Err(SqlError {
                     kind: SqlErrorKind::Connection,
-                    message,
-                })
-            }
-            other => Err(SqlError {
-                kind: SqlErrorKind::Connection,
-                message: format!(
-                    "Unknown connector: {}:{other}. Loaded: [{}]",
-                    r.kind,
-                    SQL_DRIVERS
-                        .iter()
-                        .map(|d| format!("'{d}'"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            }),
-        }
+                    message: Self::unknown_driver(r, SQL_DRIVERS),
+                }),
+            },
+            || SqlError {
+                kind: SqlErrorKind::UnknownResource,
+                message: format!("Unknown resource: {name}"),
+            },
+        )
     }
 
     pub fn sql_query(
@@ -211,14 +205,22 @@ impl Connectors {
         statement: &str,
         params: &str,
     ) -> Result<SqlCursor, SqlError> {
-        let pool = self.pool(name)?;
-        let params = sqlite::parse_params(params)?;
-        SqlCursor::open(pool, statement.to_string(), params)
+        match &*self.sql_backend(name)? {
+            SqlBackend::Sqlite(pool) => {
+                let params = sqlite::parse_params(params)?;
+                sqlite::query(pool.clone(), statement.to_string(), params)
+            }
+            SqlBackend::Postgres(pg) => pg.clone().query(statement, params),
+        }
     }
 
     pub fn sql_execute(&self, name: &str, statement: &str, params: &str) -> Result<u64, SqlError> {
-        let pool = self.pool(name)?;
-        let params = sqlite::parse_params(params)?;
-        sqlite::execute(&pool, statement, &params)
+        match &*self.sql_backend(name)? {
+            SqlBackend::Sqlite(pool) => {
+                let params = sqlite::parse_params(params)?;
+                sqlite::execute(pool, statement, &params)
+            }
+            SqlBackend::Postgres(pg) => pg.execute(statement, params),
+        }
     }
 }

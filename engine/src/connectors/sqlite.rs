@@ -1,25 +1,17 @@
-//! The `db` connector for SQLite (`drivers sqlite3` / `sqlite`).
+//! The `db` connector for SQLite (drivers `sqlite3` / `sqlite`).
 //!
-//! A query runs on its own worker thread that converts rows to typed cells and hands them
-//! over in bounded batches: the guest pulls batches at its own pace, memory stays flat
-//! whatever the result size, and decoding overlaps with the guest's work. Dropping the
-//! cursor interrupts the statement and ends the worker.
+//! A query runs on its own worker thread (see [`super::sql`]); dropping the cursor
+//! interrupts the statement and ends the worker.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::Duration;
 
 use rusqlite::types::{Value as SqlValue, ValueRef};
-use rusqlite::{Connection, InterruptHandle, OpenFlags};
+use rusqlite::{Connection, OpenFlags};
 use serde_json::{Map, Value};
 
+use super::sql::{self, Head, HeadSender, RowSink, SqlCursor};
 use crate::sandbox::bindings::aetherflow::step::sql::{Cell, Column, SqlError, SqlErrorKind};
-
-/// Rows per batch handed from the worker to the cursor.
-const CHUNK_ROWS: usize = 1024;
-/// Batches buffered ahead of the guest.
-const CHUNKS_AHEAD: usize = 4;
 
 /// Parameters of one statement.
 pub enum Params {
@@ -156,125 +148,33 @@ pub fn execute(pool: &Pool, statement: &str, params: &Params) -> Result<u64, Sql
     result
 }
 
-type Batch = Result<Vec<Vec<Cell>>, SqlError>;
+/// Idle connections of one SQLite resource.
+pub type Pool = sql::Pool<Connection>;
 
-/// Idle connections of one resource, reused within the run when its cache policy allows
-/// it (`run`/`process`); with `none` every operation opens and closes its own.
-pub struct Pool {
-    path: PathBuf,
-    keep: bool,
-    idle: std::sync::Mutex<Vec<Connection>>,
+/// A pool for the database at `path`; `keep` reuses connections within the run.
+pub fn pool(path: PathBuf, keep: bool) -> Pool {
+    sql::Pool::new(keep, move || open(&path))
 }
 
-impl Pool {
-    pub fn new(path: PathBuf, keep: bool) -> Pool {
-        Pool {
-            path,
-            keep,
-            idle: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    fn take(&self) -> Result<Connection, SqlError> {
-        if self.keep {
-            if let Some(conn) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
-                return Ok(conn);
+/// Run a query on a worker thread; rows stream through the returned cursor.
+pub fn query(
+    pool: std::sync::Arc<Pool>,
+    statement: String,
+    params: Params,
+) -> Result<SqlCursor, SqlError> {
+    SqlCursor::spawn("sqlite", move |head, sink| {
+        let conn = match pool.take() {
+            Ok(c) => c,
+            Err(e) => {
+                head.send(Err(e));
+                return;
             }
-        }
-        open(&self.path)
-    }
-
-    fn give(&self, conn: Connection) {
-        if self.keep {
-            self.idle
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
-        }
-    }
-}
-
-/// A streaming result set (the host side of the WIT `cursor` resource).
-pub struct SqlCursor {
-    columns: Vec<Column>,
-    rx: Receiver<Batch>,
-    pending: VecDeque<Vec<Cell>>,
-    done: bool,
-    interrupt: Option<InterruptHandle>,
-}
-
-impl Drop for SqlCursor {
-    fn drop(&mut self) {
-        if !self.done {
-            if let Some(h) = &self.interrupt {
-                h.interrupt();
-            }
-        }
-    }
-}
-
-impl SqlCursor {
-    pub fn open(
-        pool: std::sync::Arc<Pool>,
-        statement: String,
-        params: Params,
-    ) -> Result<Self, SqlError> {
-        let (head_tx, head_rx) =
-            sync_channel::<Result<(Vec<Column>, InterruptHandle), SqlError>>(1);
-        let (tx, rx) = sync_channel::<Batch>(CHUNKS_AHEAD);
-        std::thread::Builder::new()
-            .name("aetherflow-sqlite".into())
-            .spawn(move || {
-                let conn = match pool.take() {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = head_tx.send(Err(e));
-                        return;
-                    }
-                };
-                stream(&conn, &statement, &params, &head_tx, &tx);
-                // Back to the pool before `tx` is dropped, so a step that runs after this
-                // result ended finds the connection (and its temp tables) idle.
-                pool.give(conn);
-            })
-            .map_err(|e| SqlError {
-                kind: SqlErrorKind::Connection,
-                message: format!("cannot start the sqlite worker: {e}"),
-            })?;
-        match head_rx.recv() {
-            Ok(Ok((columns, interrupt))) => Ok(SqlCursor {
-                columns,
-                rx,
-                pending: VecDeque::new(),
-                done: false,
-                interrupt: Some(interrupt),
-            }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(SqlError {
-                kind: SqlErrorKind::Connection,
-                message: "the sqlite worker stopped unexpectedly".into(),
-            }),
-        }
-    }
-
-    pub fn columns(&self) -> &[Column] {
-        &self.columns
-    }
-
-    pub fn next_batch(&mut self, max_rows: usize) -> Result<Vec<Vec<Cell>>, SqlError> {
-        while self.pending.len() < max_rows && !self.done {
-            match self.rx.recv() {
-                Ok(Ok(rows)) => self.pending.extend(rows),
-                Ok(Err(e)) => {
-                    self.done = true;
-                    return Err(e);
-                }
-                Err(_) => self.done = true,
-            }
-        }
-        let n = max_rows.min(self.pending.len());
-        Ok(self.pending.drain(..n).collect())
-    }
+        };
+        stream(&conn, &statement, &params, head, sink);
+        // Back to the pool before the sink is dropped, so a step that runs after this
+        // result ended finds the connection (and its temp tables) idle.
+        pool.give(conn);
+    })
 }
 
 /// The worker's part of a query: prepare, bind, send the columns, then stream the rows in
@@ -283,18 +183,18 @@ fn stream(
     conn: &Connection,
     statement: &str,
     params: &Params,
-    head_tx: &std::sync::mpsc::SyncSender<Result<(Vec<Column>, InterruptHandle), SqlError>>,
-    tx: &std::sync::mpsc::SyncSender<Batch>,
+    head: HeadSender,
+    mut sink: RowSink,
 ) {
     let mut stmt = match conn.prepare(statement) {
         Ok(s) => s,
         Err(e) => {
-            let _ = head_tx.send(Err(query_error(e)));
+            head.send(Err(query_error(e)));
             return;
         }
     };
     if let Err(e) = bind(&mut stmt, params) {
-        let _ = head_tx.send(Err(query_error(e)));
+        head.send(Err(query_error(e)));
         return;
     }
     let columns: Vec<Column> = stmt
@@ -305,49 +205,31 @@ fn stream(
         })
         .collect();
     let ncols = columns.len();
-    if head_tx
-        .send(Ok((columns, conn.get_interrupt_handle())))
-        .is_err()
-    {
+    let interrupt = conn.get_interrupt_handle();
+    let cancel: sql::Cancel = Box::new(move || interrupt.interrupt());
+    if !head.send(Ok(Head {
+        columns,
+        cancel: Some(cancel),
+    })) {
         return;
     }
     let mut rows = stmt.raw_query();
-    let mut batch = Vec::with_capacity(CHUNK_ROWS);
     loop {
         match rows.next() {
             Ok(Some(row)) => {
                 let mut cells = Vec::with_capacity(ncols);
                 for i in 0..ncols {
-                    cells.push(match row.get_ref(i) {
-                        Ok(v) => to_cell(v),
-                        Err(e) => {
-                            let _ = tx.send(Err(query_error(e)));
-                            return;
-                        }
-                    });
+                    match row.get_ref(i) {
+                        Ok(v) => cells.push(to_cell(v)),
+                        Err(e) => return sink.fail(query_error(e)),
+                    }
                 }
-                batch.push(cells);
-                if batch.len() == CHUNK_ROWS
-                    && tx
-                        .send(Ok(std::mem::replace(
-                            &mut batch,
-                            Vec::with_capacity(CHUNK_ROWS),
-                        )))
-                        .is_err()
-                {
+                if !sink.push(cells) {
                     return; // the cursor was dropped
                 }
             }
-            Ok(None) => {
-                if !batch.is_empty() {
-                    let _ = tx.send(Ok(batch));
-                }
-                return; // dropping `tx` tells the cursor the result is complete
-            }
-            Err(e) => {
-                let _ = tx.send(Err(query_error(e)));
-                return;
-            }
+            Ok(None) => return sink.finish(),
+            Err(e) => return sink.fail(query_error(e)),
         }
     }
 }

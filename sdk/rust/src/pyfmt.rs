@@ -125,8 +125,179 @@ pub fn write_cell_str(out: &mut String, cell: &Cell) {
             let _ = write!(out, "{i}");
         }
         Cell::Real(f) => out.push_str(&float_repr(*f)),
-        Cell::Decimal(s) | Cell::Text(s) | Cell::Date(s) | Cell::Datetime(s) => out.push_str(s),
+        Cell::Decimal(s) | Cell::Text(s) | Cell::Date(s) => out.push_str(s),
+        // Cells carry ISO 8601 (`2024-01-02T03:04:05`); Python's `str(datetime)` uses a space.
+        Cell::Datetime(s) => match s.find('T') {
+            Some(i) => {
+                out.push_str(&s[..i]);
+                out.push(' ');
+                out.push_str(&s[i + 1..]);
+            }
+            None => out.push_str(s),
+        },
         Cell::Blob(b) => out.push_str(&bytes_repr(b)),
+    }
+}
+
+/// A cell the way the reference's `_json_safe` then `json.dumps` writes it (`db_fetch_small`'s
+/// `rows_json`): decimals become floats, dates and datetimes ISO strings. Returns `Err`
+/// with a type name for values `json.dumps` cannot serialise (bytes).
+pub fn write_json_safe_cell(out: &mut String, cell: &Cell) -> Result<(), &'static str> {
+    match cell {
+        Cell::Decimal(s) => {
+            let f = decimal_to_float(s);
+            write_json_cell(out, &Cell::Real(f))
+        }
+        other => write_json_cell(out, other),
+    }
+}
+
+/// Python's `float(Decimal(s))` (correctly rounded; `NaN`, `Infinity` and `-Infinity` too).
+pub fn decimal_to_float(s: &str) -> f64 {
+    match s.trim() {
+        "NaN" | "nan" | "-NaN" => f64::NAN,
+        "Infinity" | "inf" => f64::INFINITY,
+        "-Infinity" | "-inf" => f64::NEG_INFINITY,
+        t => t.parse::<f64>().unwrap_or(f64::NAN),
+    }
+}
+
+/// `json.dumps(value, ensure_ascii=False)` with the default separators (`", "`, `": "`).
+pub fn write_json_value(out: &mut String, v: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => {
+                let _ = write!(out, "{i}");
+            }
+            (_, Some(u), _) => {
+                let _ = write!(out, "{u}");
+            }
+            (_, _, Some(f)) => out.push_str(&float_repr(f)),
+            _ => out.push_str(&n.to_string()),
+        },
+        Value::String(s) => write_json_str(out, s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_json_value(out, x);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => {
+            out.push('{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_json_str(out, k);
+                out.push_str(": ");
+                write_json_value(out, x);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// The quoting modes of Python's `csv` module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quoting {
+    Minimal,
+    All,
+    NonNumeric,
+    None,
+}
+
+/// A writer that produces the bytes of Python 3.11's `csv.writer(...).writerow(fields)` for
+/// rows of strings (the reference writes every value as `str(v)`, so `QUOTE_NONNUMERIC`
+/// quotes every field, as `QUOTE_ALL`).
+#[derive(Debug, Clone)]
+pub struct CsvWriter {
+    pub delimiter: char,
+    pub quotechar: char,
+    pub escapechar: Option<char>,
+    pub doublequote: bool,
+    pub quoting: Quoting,
+    pub lineterminator: String,
+}
+
+impl CsvWriter {
+    /// Append one record to `out`. On error (`need to escape, but no escapechar set`,
+    /// `single empty field record must be quoted`, the messages of Python's `_csv.Error`)
+    /// nothing is appended.
+    pub fn write_row<S: AsRef<str>>(&self, out: &mut String, fields: &[S]) -> Result<(), String> {
+        let start = out.len();
+        let r = self.append(out, fields);
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
+    }
+
+    fn append<S: AsRef<str>>(&self, out: &mut String, fields: &[S]) -> Result<(), String> {
+        let record_start = out.len();
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(self.delimiter);
+            }
+            let f = f.as_ref();
+            let mut quoted = matches!(self.quoting, Quoting::All | Quoting::NonNumeric);
+            // The field with escapes; whether it needs quotes is known only at its end.
+            let mut body = String::with_capacity(f.len());
+            for c in f.chars() {
+                let special = c == self.delimiter
+                    || Some(c) == self.escapechar
+                    || c == self.quotechar
+                    || self.lineterminator.contains(c);
+                if special {
+                    let mut want_escape = false;
+                    if self.quoting == Quoting::None {
+                        want_escape = true;
+                    } else {
+                        if c == self.quotechar {
+                            if self.doublequote {
+                                body.push(self.quotechar);
+                            } else {
+                                want_escape = true;
+                            }
+                        } else if Some(c) == self.escapechar {
+                            want_escape = true;
+                        }
+                        if !want_escape {
+                            quoted = true;
+                        }
+                    }
+                    if want_escape {
+                        match self.escapechar {
+                            Some(e) => body.push(e),
+                            None => return Err("need to escape, but no escapechar set".into()),
+                        }
+                    }
+                }
+                body.push(c);
+            }
+            if quoted {
+                out.push(self.quotechar);
+                out.push_str(&body);
+                out.push(self.quotechar);
+            } else {
+                out.push_str(&body);
+            }
+        }
+        if fields.len() == 1 && out.len() == record_start {
+            if self.quoting == Quoting::None {
+                return Err("single empty field record must be quoted".into());
+            }
+            out.push(self.quotechar);
+            out.push(self.quotechar);
+        }
+        out.push_str(&self.lineterminator);
+        Ok(())
     }
 }
 
@@ -208,6 +379,65 @@ mod tests {
         assert_eq!(py_quote("items"), "'items'");
         assert_eq!(py_quote("it's"), "\"it's\"");
         assert_eq!(py_quote("a\nb\\"), "'a\\nb\\\\'");
+    }
+
+    #[test]
+    fn csv_matches_python_3_11() {
+        // Expected bytes from CPython 3.11's csv.writer on the same rows.
+        let rows: Vec<Vec<&str>> = vec![
+            vec!["a\rb", "c\nd", "e", "x\\y", "q\"q", "t\tt", "", "p|p"],
+            vec![""],
+            vec!["", ""],
+        ];
+        let w = |f: &dyn Fn(&mut CsvWriter)| {
+            let mut cw = CsvWriter {
+                delimiter: ',',
+                quotechar: '"',
+                escapechar: None,
+                doublequote: true,
+                quoting: Quoting::Minimal,
+                lineterminator: "\n".into(),
+            };
+            f(&mut cw);
+            let mut out = String::new();
+            for r in &rows {
+                if let Err(e) = cw.write_row(&mut out, r) {
+                    out.push_str(&format!("ERR:{e}|"));
+                }
+            }
+            out
+        };
+        assert_eq!(
+            w(&|_| {}),
+            "a\rb,\"c\nd\",e,x\\y,\"q\"\"q\",t\tt,,p|p\n\"\"\n,\n"
+        );
+        assert_eq!(
+            w(&|c| c.delimiter = '\t'),
+            "a\rb\t\"c\nd\"\te\tx\\y\t\"q\"\"q\"\t\"t\tt\"\t\tp|p\n\"\"\n\t\n"
+        );
+        assert_eq!(
+            w(&|c| {
+                c.quoting = Quoting::None;
+                c.escapechar = Some('\\');
+            }),
+            "a\rb,c\\\nd,e,x\\\\y,q\\\"q,t\tt,,p|p\nERR:single empty field record must be quoted|,\n"
+        );
+        assert_eq!(
+            w(&|c| {
+                c.doublequote = false;
+                c.escapechar = Some('\\');
+            }),
+            "a\rb,\"c\nd\",e,x\\\\y,q\\\"q,t\tt,,p|p\n\"\"\n,\n"
+        );
+        assert_eq!(
+            w(&|c| {
+                c.quoting = Quoting::All;
+                c.quotechar = '\'';
+                c.delimiter = '|';
+                c.lineterminator = "X".into();
+            }),
+            "'a\rb'|'c\nd'|'e'|'x\\y'|'q\"q'|'t\tt'|''|'p|p'X''X''|''X"
+        );
     }
 
     #[test]

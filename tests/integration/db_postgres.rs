@@ -1,0 +1,298 @@
+//! The postgres `db` connector against a real PostgreSQL server
+//! (`scripts/test-servers/postgres.sh`, `AF_TEST_PG_URL`; skipped loudly when missing):
+//! typed rows through db_fetch_small / db_extract_stream / db_extract, streaming beyond one
+//! batch, execute row counts (through the `test_sql_exec` guest), and the failures a user
+//! meets (wrong password, unreachable server, query error, unknown resource, wrong kind,
+//! unconvertible column type).
+
+use std::time::{Duration, Instant};
+
+use aetherflow_test_fixtures as fx;
+use serde_json::Value;
+
+use crate::harness::{header, server_env, Outcome, Test};
+
+/// A table name no other test (or earlier run) uses.
+fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000)
+}
+
+fn resource(url: &str) -> String {
+    format!("resources:\n  pg: {{kind: db, driver: postgres, config: {{url: \"{url}\"}}}}\n")
+}
+
+fn show(t: &Test, run: &str) -> Value {
+    let out = t.run_args(&["runs", "show", run, "--state", "state.sqlite", "--json"]);
+    out.status(0);
+    serde_json::from_str(out.stdout.trim()).unwrap()
+}
+
+fn outputs(show: &Value, job: &str, step: &str) -> Value {
+    let j = show["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == job)
+        .unwrap_or_else(|| panic!("no job {job}"));
+    j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step_id"] == step)
+        .unwrap_or_else(|| panic!("no step {step}"))["outputs"]
+        .clone()
+}
+
+fn step_error(out: &Outcome, step: &str) -> String {
+    out.named("step_end")
+        .into_iter()
+        .find(|e| e["step_id"] == step)
+        .unwrap_or_else(|| panic!("no step_end for {step}\n{}", out.stderr))["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn postgres_types_round_trip_and_execute_counts() {
+    let Some(url) = server_env("AF_TEST_PG_URL") else {
+        return;
+    };
+    let table = unique("af_types");
+    let flow = header("pgtypes")
+        + &resource(&url)
+        + &format!(
+            r#"jobs:
+  - id: j
+    steps:
+      - id: setup
+        type: test_sql_exec
+        inputs:
+          resource: pg
+          statements:
+            - "CREATE TABLE {table} (i int PRIMARY KEY, i2 smallint, i8 bigint, f4 real, f8 double precision, num numeric(12,5), big numeric, b boolean, txt text, vc varchar(10), ch char(3), d date, ts timestamp, tz timestamptz, tm time, u uuid, j jsonb, by bytea, nul text)"
+            - "INSERT INTO {table} VALUES (1, 32767, 9223372036854775807, 1.1, 0.1, 1234.56780, 123456789012345678901234567890.000000001, true, E'h\u00e9llo\ttab \"q\"', 'vc', 'ab', '2024-02-29', '2024-01-02 03:04:05.123456', '2024-01-02 03:04:05+02', '13:14:15', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{{\"k\": [1, 2]}}', '\\x00ff', NULL)"
+            - "INSERT INTO {table} (i, f8, num, b, d, ts) VALUES (2, 1e20, -0.00001, false, '1999-12-31', '1999-12-31 23:59:59'), (3, -2.5, 0, NULL, NULL, NULL)"
+            - "UPDATE {table} SET txt = 'x' WHERE i >= 2"
+            - {{sql: "INSERT INTO {table} (i, txt, d) VALUES ($1, $2, $3)", params: [4, "four", "2020-01-01"]}}
+            - {{sql: "DELETE FROM {table} WHERE txt = :txt AND i = :i", params: {{txt: four, i: 4}}}}
+      - id: fetch
+        type: db_fetch_small
+        inputs:
+          resource: pg
+          sql: "SELECT i, i2, i8, f4, f8, num, big, b, txt, vc, ch, d, ts, tz, tm, u, j, nul FROM {table} WHERE i < :lim ORDER BY i"
+          params: {{lim: 10}}
+      - id: csv
+        type: db_extract_stream
+        inputs: {{resource: pg, sql: "SELECT * FROM {table} ORDER BY i", output: types.csv, format: csv, emit_dtypes: true}}
+      - id: drop
+        type: test_sql_exec
+        inputs: {{resource: pg, statements: ["DROP TABLE {table}"]}}
+"#
+        );
+    let t = Test::new()
+        .flow(&flow)
+        .env("AETHERFLOW_PLUGIN_PATHS", fx::SQL_EXEC);
+    t.run_args(&["run", "flow.yaml", "--run-id", "p1"])
+        .status(0);
+    let v = show(&t, "p1");
+    assert_eq!(
+        outputs(&v, "j", "setup")["affected"],
+        serde_json::json!([0, 1, 2, 2, 1, 1])
+    );
+    let fetch = outputs(&v, "j", "fetch");
+    assert_eq!(fetch["row_count"], 3);
+    assert_eq!(
+        fetch["columns_json"],
+        r#"["i", "i2", "i8", "f4", "f8", "num", "big", "b", "txt", "vc", "ch", "d", "ts", "tz", "tm", "u", "j", "nul"]"#
+    );
+    assert_eq!(
+        fetch["rows_json"],
+        concat!(
+            r#"[[1, 32767, 9223372036854775807, 1.1, 0.1, 1234.5678, 1.2345678901234568e+29, true, "héllo\ttab \"q\"", "vc", "ab ", "2024-02-29", "2024-01-02T03:04:05.123456", "2024-01-02T01:04:05+00:00", "13:14:15", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "{\"k\": [1, 2]}", null], "#,
+            r#"[2, null, null, null, 1e+20, -1e-05, null, false, "x", null, null, "1999-12-31", "1999-12-31T23:59:59", null, null, null, null, null], "#,
+            r#"[3, null, null, null, -2.5, 0.0, null, null, "x", null, null, null, null, null, null, null, null, null]]"#
+        )
+    );
+    assert_eq!(
+        fetch["dtypes_json"],
+        r#"{"i": "int", "i2": "int", "i8": "int", "f4": "float", "f8": "float", "num": "float", "big": "float", "b": "bool", "txt": "string", "vc": "string", "ch": "string", "d": "date", "ts": "datetime", "tz": "datetime", "tm": "string", "u": "string", "j": "string", "nul": "string"}"#
+    );
+    // The csv has Python's str() of each value: exact numeric digits, space-separated
+    // datetimes, bytes repr.
+    let csv = std::fs::read_to_string(t.path("work/pgtypes/j/p1/artifacts/types.csv")).unwrap();
+    assert_eq!(
+        csv,
+        concat!(
+            "i,i2,i8,f4,f8,num,big,b,txt,vc,ch,d,ts,tz,tm,u,j,by,nul\n",
+            "1,32767,9223372036854775807,1.1,0.1,1234.56780,123456789012345678901234567890.000000001,True,\"héllo\ttab \"\"q\"\"\",vc,ab ,2024-02-29,2024-01-02 03:04:05.123456,2024-01-02 01:04:05+00:00,13:14:15,a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,\"{\"\"k\"\": [1, 2]}\",b'\\x00\\xff',\n",
+            "2,,,,1e+20,-0.00001,,False,x,,,1999-12-31,1999-12-31 23:59:59,,,,,,\n",
+            "3,,,,-2.5,0.00000,,,x,,,,,,,,,,\n",
+        )
+    );
+    let csv_out = outputs(&v, "j", "csv");
+    assert_eq!(csv_out["row_count"], 3);
+    assert_eq!(csv_out["dtypes"]["by"], "string");
+    assert_eq!(csv_out["dtypes"]["tz"], "datetime");
+}
+
+#[test]
+fn postgres_streams_results_larger_than_one_batch() {
+    let Some(url) = server_env("AF_TEST_PG_URL") else {
+        return;
+    };
+    let n = 25_000;
+    let flow = header("pgbig")
+        + &resource(&url)
+        + &format!(
+            r#"jobs:
+  - id: j
+    steps:
+      - id: tsv
+        type: db_extract_stream
+        inputs: {{resource: pg, sql: "SELECT g AS n, md5(g::text) AS h FROM generate_series(1, $1) g", params: [{n}], output: big.tsv, fetch_size: 700}}
+      - id: jsonl
+        type: db_extract
+        inputs: {{resource: pg, sql: "SELECT g AS n FROM generate_series(1, {n}) g", output: big.jsonl, format: jsonl}}
+"#
+        );
+    let t = Test::new().flow(&flow);
+    t.run_args(&["run", "flow.yaml", "--run-id", "b1"])
+        .status(0);
+    let tsv = std::fs::read_to_string(t.path("work/pgbig/j/b1/artifacts/big.tsv")).unwrap();
+    let lines: Vec<&str> = tsv.lines().collect();
+    assert_eq!(lines.len(), n + 1);
+    assert_eq!(lines[0], "n\th");
+    assert_eq!(lines[1], "1\tc4ca4238a0b923820dcc509a6f75849b");
+    assert!(lines[n].starts_with(&format!("{n}\t")));
+    let v = show(&t, "b1");
+    let out = outputs(&v, "j", "tsv");
+    assert_eq!(out["row_count"], n);
+    let jsonl = std::fs::read_to_string(t.path("work/pgbig/j/b1/artifacts/big.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), n);
+    assert_eq!(
+        jsonl.lines().last(),
+        Some(format!("{{\"n\": {n}}}").as_str())
+    );
+}
+
+#[test]
+fn postgres_failures_are_clear_and_name_the_resource() {
+    let Some(url) = server_env("AF_TEST_PG_URL") else {
+        return;
+    };
+    // postgres://user:password@host:port/db with another password.
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, hostpart) = rest.split_once('@').unwrap();
+    let user = userinfo.split(':').next().unwrap();
+    let bad_pw = format!("{scheme}://{user}:wrong@{hostpart}");
+    // A port nothing listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let flow = header("pgerr")
+        + &format!(
+            r#"resources:
+  pg: {{kind: db, driver: postgresql, config: {{url: "{url}"}}}}
+  badpw: {{kind: db, driver: postgres, config: {{url: "{bad_pw}"}}}}
+  down: {{kind: db, driver: postgres, config: {{host: 127.0.0.1, port: {closed}, user: x, password: y, dbname: z}}, options: {{connect_timeout: 2}}}}
+  api: {{kind: rest, driver: httpx, config: {{base_url: "http://127.0.0.1:9"}}}}
+jobs:
+  - id: a
+    steps:
+      - {{id: badpw, type: db_extract, inputs: {{resource: badpw, sql: "SELECT 1", output: a.tsv}}}}
+  - id: b
+    steps:
+      - {{id: down, type: db_fetch_small, inputs: {{resource: down, sql: "SELECT 1"}}}}
+  - id: c
+    steps:
+      - {{id: badsql, type: db_extract_stream, inputs: {{resource: pg, sql: "SELECT * FROM no_such_table_af", output: c.tsv}}}}
+  - id: d
+    steps:
+      - {{id: kind, type: db_extract, inputs: {{resource: api, sql: "SELECT 1", output: d.tsv}}}}
+  - id: e
+    steps:
+      - {{id: interval, type: db_fetch_small, inputs: {{resource: pg, sql: "SELECT interval '1 day' AS iv"}}}}
+  - id: f
+    steps:
+      - {{id: qmark, type: db_fetch_small, inputs: {{resource: pg, sql: "SELECT ?::int AS x", params: [1]}}}}
+  - id: g
+    steps:
+      - {{id: missing, type: db_fetch_small, inputs: {{resource: pg, sql: "SELECT :a::int AS x", params: {{b: 1}}}}}}
+"#
+        );
+    let t = Test::new().flow(&flow);
+    let start = Instant::now();
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "e1"]);
+    out.status(1);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+    let e = step_error(&out, "badpw");
+    assert!(
+        e.contains("db resource 'badpw'") && e.contains("password authentication failed"),
+        "{e}"
+    );
+    assert!(!e.contains("wrong"), "the password leaked: {e}");
+    let e = step_error(&out, "down");
+    assert!(
+        e.contains("db resource 'down'") && e.contains("cannot connect"),
+        "{e}"
+    );
+    let e = step_error(&out, "badsql");
+    assert!(
+        e.contains("db resource 'pg'")
+            && e.contains("relation \"no_such_table_af\" does not exist"),
+        "{e}"
+    );
+    let e = step_error(&out, "kind");
+    assert!(e.contains("api"), "{e}");
+    let e = step_error(&out, "interval");
+    assert!(
+        e.contains("column 'iv' has type interval") && e.contains("::text"),
+        "{e}"
+    );
+    let e = step_error(&out, "qmark");
+    assert!(e.contains("$1, $2"), "{e}");
+    let e = step_error(&out, "missing");
+    assert!(e.contains(":a") && e.contains("no key"), "{e}");
+    // No partial file for the failed extract.
+    assert!(!t.path("work/pgerr/c/e1/artifacts/c.tsv").exists());
+}
+
+#[test]
+fn postgres_unreachable_host_fails_within_connect_timeout() {
+    if server_env("AF_TEST_PG_URL").is_none() {
+        return;
+    }
+    // A non-routable address: either the network says so at once, or the 1 s timeout hits.
+    let flow = header("pgto")
+        + r#"resources:
+  far: {kind: db, driver: postgres, config: {host: 10.255.255.1, port: 5432, user: x, password: y, dbname: z}, options: {connect_timeout: 1}}
+jobs:
+  - id: j
+    steps:
+      - {id: s, type: db_fetch_small, inputs: {resource: far, sql: "SELECT 1"}}
+"#;
+    let t = Test::new().flow(flow.as_str());
+    let start = Instant::now();
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "t1"]);
+    out.status(1);
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
+    let e = step_error(&out, "s");
+    assert!(
+        e.contains("db resource 'far'") && e.contains("cannot connect"),
+        "{e}"
+    );
+}
