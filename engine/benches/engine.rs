@@ -423,20 +423,12 @@ fn find_strace() -> Option<PathBuf> {
 /// fsync + fdatasync calls made by the command and its threads/children.
 fn fsync_count(strace: &Path, cmd: &Command, flow: &Flow) -> Option<u64> {
     let out = flow.dir.join("strace.txt");
-    let mut c = Command::new(strace);
-    c.args(["-f", "-c", "-e", "trace=fsync,fdatasync", "-o"])
-        .arg(&out)
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    if let Some(d) = cmd.get_current_dir() {
-        c.current_dir(d);
-    }
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
+    let args: Vec<&std::ffi::OsStr> = ["-f", "-c", "-e", "trace=fsync,fdatasync", "-o"]
+        .iter()
+        .map(std::ffi::OsStr::new)
+        .chain([out.as_os_str()])
+        .collect();
+    let mut c = wrapped(cmd, strace, &args);
     c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

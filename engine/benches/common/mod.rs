@@ -78,16 +78,31 @@ pub fn run_cmd(cmd: &Command, log_path: &Path) -> Sample {
 pub fn clone_cmd(cmd: &Command) -> Command {
     let mut c = Command::new(cmd.get_program());
     c.args(cmd.get_args());
-    if let Some(d) = cmd.get_current_dir() {
-        c.current_dir(d);
+    copy_dir_env(cmd, &mut c);
+    c
+}
+
+/// `cmd` run through `wrapper wrapper_args...` (e.g. strace), in its directory and with
+/// its environment.
+pub fn wrapped(cmd: &Command, wrapper: &Path, wrapper_args: &[&std::ffi::OsStr]) -> Command {
+    let mut c = Command::new(wrapper);
+    c.args(wrapper_args)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    copy_dir_env(cmd, &mut c);
+    c
+}
+
+fn copy_dir_env(from: &Command, to: &mut Command) {
+    if let Some(d) = from.get_current_dir() {
+        to.current_dir(d);
     }
-    for (k, v) in cmd.get_envs() {
+    for (k, v) in from.get_envs() {
         match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
+            Some(v) => to.env(k, v),
+            None => to.env_remove(k),
         };
     }
-    c
 }
 
 pub struct Runs {

@@ -188,73 +188,30 @@ impl StepEnv {
     }
 }
 
-fn sql_refusal(r: Refusal) -> sql::SqlError {
-    match r {
-        Refusal::NotGranted(message) => sql::SqlError {
-            kind: sql::SqlErrorKind::NotGranted,
-            message,
-        },
-        Refusal::UnknownResource(message) => sql::SqlError {
-            kind: sql::SqlErrorKind::UnknownResource,
-            message,
-        },
-        Refusal::WrongKind(message) => sql::SqlError {
-            kind: sql::SqlErrorKind::WrongKind,
-            message,
-        },
-    }
+/// `fn $name(Refusal) -> $err`: the refusal as the error record of one interface (each
+/// has its own record, with the same three kinds).
+macro_rules! refusal_into {
+    ($name:ident, $err:ident, $kind:ident) => {
+        fn $name(r: Refusal) -> $err {
+            let (kind, message) = match r {
+                Refusal::NotGranted(m) => ($kind::NotGranted, m),
+                Refusal::UnknownResource(m) => ($kind::UnknownResource, m),
+                Refusal::WrongKind(m) => ($kind::WrongKind, m),
+            };
+            $err { kind, message }
+        }
+    };
 }
 
-fn http_refusal(r: Refusal) -> http::HttpError {
-    match r {
-        Refusal::NotGranted(message) => http::HttpError {
-            kind: http::HttpErrorKind::NotGranted,
-            message,
-        },
-        Refusal::UnknownResource(message) => http::HttpError {
-            kind: http::HttpErrorKind::UnknownResource,
-            message,
-        },
-        Refusal::WrongKind(message) => http::HttpError {
-            kind: http::HttpErrorKind::WrongKind,
-            message,
-        },
-    }
-}
+use files::{FilesError, FilesErrorKind};
+use http::{HttpError, HttpErrorKind};
+use mail::{MailError, MailErrorKind};
+use sql::{SqlError, SqlErrorKind};
 
-fn files_refusal(r: Refusal) -> files::FilesError {
-    match r {
-        Refusal::NotGranted(message) => files::FilesError {
-            kind: files::FilesErrorKind::NotGranted,
-            message,
-        },
-        Refusal::UnknownResource(message) => files::FilesError {
-            kind: files::FilesErrorKind::UnknownResource,
-            message,
-        },
-        Refusal::WrongKind(message) => files::FilesError {
-            kind: files::FilesErrorKind::WrongKind,
-            message,
-        },
-    }
-}
-
-fn mail_refusal(r: Refusal) -> mail::MailError {
-    match r {
-        Refusal::NotGranted(message) => mail::MailError {
-            kind: mail::MailErrorKind::NotGranted,
-            message,
-        },
-        Refusal::UnknownResource(message) => mail::MailError {
-            kind: mail::MailErrorKind::UnknownResource,
-            message,
-        },
-        Refusal::WrongKind(message) => mail::MailError {
-            kind: mail::MailErrorKind::WrongKind,
-            message,
-        },
-    }
-}
+refusal_into!(sql_refusal, SqlError, SqlErrorKind);
+refusal_into!(http_refusal, HttpError, HttpErrorKind);
+refusal_into!(files_refusal, FilesError, FilesErrorKind);
+refusal_into!(mail_refusal, MailError, MailErrorKind);
 
 const NO_STEP_ENV: &str = "connectors are not available while a step describes itself";
 
