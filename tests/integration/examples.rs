@@ -70,3 +70,133 @@ fn example_plugin_greet() {
         format!("greeted 3 people in run {}", out.run_id())
     );
 }
+
+/// examples/chain against the real test servers: Postgres -> csv, HTTP -> json, zip with a
+/// password, SFTP upload and listing, mail. Each server is checked for what it received.
+#[test]
+fn example_chain_against_the_test_servers() {
+    let (Some(pg), Some(http_log), Some(sftp_root), Some(smtp_dir)) = (
+        crate::harness::server_env("AF_TEST_PG_URL"),
+        crate::harness::server_env("AF_TEST_HTTP_LOG"),
+        crate::harness::server_env("AF_TEST_SFTP_ROOT"),
+        crate::harness::server_env("AF_TEST_SMTP_DIR"),
+    ) else {
+        return;
+    };
+    let t = Test::new();
+    // Load examples/chain/seed.sql through the test guest that runs statements.
+    let seed = std::fs::read_to_string(repo_root().join("examples/chain/seed.sql")).unwrap();
+    let statements: Vec<String> = seed
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .split(';')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let seed_flow = crate::harness::header("chainseed")
+        + &format!(
+            "resources:\n  pg: {{kind: db, driver: postgres, config: {{url: \"{pg}\"}}}}\njobs:\n  - id: j\n    steps:\n      - id: seed\n        type: test_sql_exec\n        inputs: {{resource: pg, statements: {}}}\n",
+            serde_json::to_string(&statements).unwrap()
+        );
+    t.write("seed.yaml", &seed_flow);
+    let mut seed_cmd = t.command(&["run", "seed.yaml"]);
+    seed_cmd.env("AETHERFLOW_PLUGIN_PATHS", fx::SQL_EXEC);
+    Outcome::from(seed_cmd.output().unwrap()).status(0);
+
+    let requests_before = std::fs::read_to_string(&http_log).unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let run_id = format!("chain-{}-{nanos}", std::process::id());
+    let mut cmd = t.command(&["run", "examples/chain/flow.yaml", "--run-id", &run_id]);
+    cmd.current_dir(repo_root())
+        .env("AETHERFLOW_EXAMPLE_DIR", t.root())
+        .env("CHAIN_ZIP_PASSWORD", "zip-secret-for-the-chain");
+    let out = Outcome::from(cmd.output().unwrap());
+    out.status(0);
+
+    // Postgres: the csv the extract wrote.
+    let artifacts = t.path(&format!("work/chain/report/{run_id}/artifacts"));
+    assert_eq!(
+        std::fs::read_to_string(artifacts.join("out/sales.csv")).unwrap(),
+        "id,region,amount,sold_on\n1,north,120.50,2026-01-03\n2,south,80.00,2026-01-04\n3,east,42.25,2026-01-04\n4,north,17.00,2026-01-05\n5,west,,2026-01-06\n6,Zürich,3.50,\n"
+    );
+    // HTTP: one more GET of the targets, and the body saved as is.
+    let requests_after = std::fs::read_to_string(&http_log).unwrap();
+    let count = |s: &str| s.matches("\"path\": \"/api/targets.json\"").count();
+    assert_eq!(count(&requests_after), count(&requests_before) + 1);
+    assert_eq!(
+        std::fs::read(artifacts.join("out/targets.json")).unwrap(),
+        std::fs::read(repo_root().join("tests/fixtures/http-root/api/targets.json")).unwrap()
+    );
+    // SFTP: the server holds the archive, byte for byte the one the zip step wrote, with
+    // both files in it, encrypted.
+    let remote = std::path::Path::new(&sftp_root).join(format!("reports/{run_id}/report.zip"));
+    let uploaded = std::fs::read(&remote).unwrap();
+    assert_eq!(
+        uploaded,
+        std::fs::read(artifacts.join("report.zip")).unwrap()
+    );
+    let listing = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); print(sorted((i.filename, bool(i.flag_bits & 1)) for i in z.infolist()))",
+        ])
+        .arg(&remote)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listing.stdout).trim(),
+        "[('sales.csv', True), ('targets.json', True)]"
+    );
+    // SMTP: the summary, with the figures of the earlier steps.
+    let subject = format!("Sales report {run_id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let message = loop {
+        let found = std::fs::read_dir(&smtp_dir)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find(|m| m.contains(&subject));
+        if let Some(m) = found {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no mail with {subject}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let message: serde_json::Value = serde_json::from_str(&message).unwrap();
+    assert_eq!(
+        message["rcpt_tos"],
+        serde_json::json!(["ops@example.invalid"])
+    );
+    // The text as a mail reader shows it (the transfer encoding may wrap long lines).
+    let body = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, email, email.policy; m = email.message_from_string(sys.stdin.read(), policy=email.policy.default); print(m.get_body(('plain',)).get_content())",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(message["data"].as_str().unwrap().as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let body = String::from_utf8_lossy(&body.stdout);
+    assert!(
+        body.contains("6 rows extracted (csv sha256 ")
+            && body.contains(&format!("1 file(s) uploaded to reports/{run_id}.")),
+        "{body}"
+    );
+}
