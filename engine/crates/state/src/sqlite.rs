@@ -92,8 +92,35 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// SQLite's default `wal_autocheckpoint` (pages).
 const DEFAULT_AUTOCHECKPOINT: u32 = 1000;
 
+/// The definition of `step_runs` (schema 2) after its name: the fresh schema and the
+/// migration from version 1 both create the table from it.
+macro_rules! step_runs_definition {
+    () => {
+        "(
+    flow_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    step_type TEXT,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    started_at_ms INTEGER,
+    ended_at_ms INTEGER,
+    duration_ms INTEGER,
+    outputs_json TEXT,
+    reason TEXT,
+    error TEXT,
+    updated_at_ms INTEGER NOT NULL,
+    PRIMARY KEY(flow_id, run_id, job_id, step_id)
+) WITHOUT ROWID;
+"
+    };
+}
+
 /// The current schema, for a new database.
-const SCHEMA: &str = "
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE IF NOT EXISTS runs(
     flow_id TEXT NOT NULL,
     run_id TEXT NOT NULL,
@@ -124,25 +151,9 @@ CREATE TABLE IF NOT EXISTS job_runs(
     PRIMARY KEY(flow_id, run_id, job_id)
 );
 CREATE INDEX IF NOT EXISTS job_runs_by_seq ON job_runs(flow_id, run_id, seq);
-CREATE TABLE IF NOT EXISTS step_runs(
-    flow_id TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    step_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    step_type TEXT,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    started_at_ms INTEGER,
-    ended_at_ms INTEGER,
-    duration_ms INTEGER,
-    outputs_json TEXT,
-    reason TEXT,
-    error TEXT,
-    updated_at_ms INTEGER NOT NULL,
-    PRIMARY KEY(flow_id, run_id, job_id, step_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS locks(
+CREATE TABLE IF NOT EXISTS step_runs",
+    step_runs_definition!(),
+    "CREATE TABLE IF NOT EXISTS locks(
     key TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     expires_at_ms INTEGER NOT NULL,
@@ -155,31 +166,17 @@ CREATE TABLE IF NOT EXISTS meta(
 );
 INSERT OR IGNORE INTO meta(key, value) VALUES('lock_fence', 0);
 PRAGMA user_version = 2;
-";
+"
+);
 
 /// Version 1 to 2: `step_runs` becomes a `WITHOUT ROWID` table (the primary key is the
 /// table) and loses its `seq` index (a run's steps are read through the key and sorted),
 /// so a step transition writes one b-tree page instead of three.
-const MIGRATE_V1_V2: &str = "
-CREATE TABLE step_runs_v2(
-    flow_id TEXT NOT NULL,
-    run_id TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    step_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    step_type TEXT,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    started_at_ms INTEGER,
-    ended_at_ms INTEGER,
-    duration_ms INTEGER,
-    outputs_json TEXT,
-    reason TEXT,
-    error TEXT,
-    updated_at_ms INTEGER NOT NULL,
-    PRIMARY KEY(flow_id, run_id, job_id, step_id)
-) WITHOUT ROWID;
-INSERT INTO step_runs_v2(flow_id, run_id, job_id, step_id, seq, step_type, status, attempts,
+const MIGRATE_V1_V2: &str = concat!(
+    "
+CREATE TABLE step_runs_v2",
+    step_runs_definition!(),
+    "INSERT INTO step_runs_v2(flow_id, run_id, job_id, step_id, seq, step_type, status, attempts,
                          started_at_ms, ended_at_ms, duration_ms, outputs_json, reason, error,
                          updated_at_ms)
     SELECT flow_id, run_id, job_id, step_id, seq, step_type, status, attempts, started_at_ms,
@@ -188,7 +185,8 @@ INSERT INTO step_runs_v2(flow_id, run_id, job_id, step_id, seq, step_type, statu
 DROP TABLE step_runs;
 ALTER TABLE step_runs_v2 RENAME TO step_runs;
 PRAGMA user_version = 2;
-";
+"
+);
 
 const RUN_COLS: &str = "flow_id, run_id, status, flow_yaml, attempt, started_at_ms, \
                         resumed_at_ms, ended_at_ms";
