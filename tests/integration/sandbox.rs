@@ -244,18 +244,32 @@ fn plugin_components_are_compiled_once_and_then_loaded_from_the_cache() {
     assert!(std::fs::read(&first[0].0).unwrap().len() > 100);
 }
 
-/// Built-in steps are precompiled by the build for this engine: a fresh install runs them
-/// without compiling, so nothing is written to the component cache.
+/// Built-in steps are precompiled by the build for this engine: the artifact is copied into
+/// the component cache once (the engine's unit tests check it is the build's copy, not a
+/// compile) and mapped from there; a cache that cannot be written costs nothing but speed.
 #[test]
-fn builtin_steps_are_precompiled_and_never_cached() {
+fn builtin_steps_are_precompiled_and_mapped_from_the_cache() {
     let flow = header("pre") + "jobs:\n  - id: j\n    steps:\n      - {id: c, type: check_items, inputs: {items: [1]}}\n";
     let t = Test::new().flow(&flow);
+    let run = |cache: &std::path::Path| {
+        let mut cmd = t.command(&["run", "flow.yaml"]);
+        cmd.env("AETHERFLOW_CACHE_DIR", cache);
+        crate::harness::Outcome::from(cmd.output().unwrap()).status(0);
+    };
     let cache = t.path("cache");
-    let mut cmd = t.command(&["run", "flow.yaml"]);
-    cmd.env("AETHERFLOW_CACHE_DIR", &cache);
-    crate::harness::Outcome::from(cmd.output().unwrap()).status(0);
-    let written: Vec<_> = walk(&cache);
-    assert!(written.is_empty(), "compiled at run time: {written:?}");
+    run(&cache);
+    let written = walk(&cache);
+    assert_eq!(written.len(), 1, "one artifact (check_items): {written:?}");
+    let stamp = |p: &std::path::Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    let first = stamp(&written[0]);
+    run(&cache);
+    assert_eq!(walk(&cache), written);
+    assert_eq!(stamp(&written[0]), first, "the second run rewrote the artifact");
+
+    // A cache path that cannot be created (a file is in the way): the run still works.
+    let blocked = t.path("not-a-dir");
+    std::fs::write(&blocked, "").unwrap();
+    run(&blocked.join("cache"));
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

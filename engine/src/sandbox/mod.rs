@@ -220,13 +220,22 @@ impl Sandbox {
     /// A built-in step: `precompiled` is what build.rs made of `bytes` with this engine's
     /// configuration, so nothing is compiled at run time. When wasmtime refuses it (a CPU
     /// without the features of the build machine, an empty blob when the build could not
-    /// precompile) the component is compiled as usual, through the cache.
+    /// precompile) the component is compiled as usual, through the cache. With a cache,
+    /// the artifact is copied there once and mapped from that file afterwards (cheaper at
+    /// start-up than deserializing the embedded copy; see `ComponentCache::get_or_store`).
     pub fn load_builtin(
         &self,
         bytes: &[u8],
         precompiled: &[u8],
         sha256: String,
     ) -> Result<LoadedStep, SandboxError> {
+        if let Some(component) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get_or_store(&self.engine, &sha256, precompiled))
+        {
+            return self.finish(component, sha256, Origin::Builtin);
+        }
         // SAFETY: `precompiled` is embedded in this binary by build.rs, produced by
         // `precompile_component` of this wasmtime version from the configuration in
         // engine_config.rs; wasmtime checks version, configuration and target and refuses

@@ -246,3 +246,29 @@ fn wasm_files(root: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A built-in's artifact lands in the component cache as a copy of what build.rs
+    /// precompiled (so nothing was compiled at run time), and later loads map that file.
+    #[test]
+    fn builtin_artifacts_are_copied_into_the_cache_not_compiled() {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = Arc::new(Sandbox::new(Some(dir.path().to_path_buf())).unwrap());
+        let reg = Registry::new(sandbox, &[], true).unwrap();
+        assert!(reg.get("check_items").unwrap().is_some());
+        let (_, precompiled, sha256) = reg.builtin_bytes["check_items"];
+        assert!(!precompiled.is_empty(), "build.rs did not precompile");
+        let entries: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+            .map(|f| f.path())
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert!(entries[0].ends_with(format!("{sha256}.cwasm")));
+        assert!(std::fs::read(&entries[0]).unwrap() == precompiled);
+    }
+}
