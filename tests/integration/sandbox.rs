@@ -264,7 +264,11 @@ fn builtin_steps_are_precompiled_and_mapped_from_the_cache() {
     let first = stamp(&written[0]);
     run(&cache);
     assert_eq!(walk(&cache), written);
-    assert_eq!(stamp(&written[0]), first, "the second run rewrote the artifact");
+    assert_eq!(
+        stamp(&written[0]),
+        first,
+        "the second run rewrote the artifact"
+    );
 
     // A cache path that cannot be created (a file is in the way): the run still works.
     let blocked = t.path("not-a-dir");

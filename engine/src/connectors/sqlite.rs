@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde_json::{Map, Value};
 
 use super::sql::{self, Head, HeadSender, RowSink, SqlCursor};
-use crate::sandbox::bindings::aetherflow::step::sql::{Cell, Column, SqlError, SqlErrorKind};
+use crate::sandbox::bindings::aetherflow::step::sql::{Column, SqlError, SqlErrorKind};
 
 /// Parameters of one statement.
 pub enum Params {
@@ -217,14 +217,13 @@ fn stream(
     loop {
         match rows.next() {
             Ok(Some(row)) => {
-                let mut cells = Vec::with_capacity(ncols);
                 for i in 0..ncols {
                     match row.get_ref(i) {
-                        Ok(v) => cells.push(to_cell(v)),
+                        Ok(v) => put_cell(&mut sink, v),
                         Err(e) => return sink.fail(query_error(e)),
                     }
                 }
-                if !sink.push(cells) {
+                if !sink.end_row() {
                     return; // the cursor was dropped
                 }
             }
@@ -234,12 +233,14 @@ fn stream(
     }
 }
 
-fn to_cell(v: ValueRef<'_>) -> Cell {
+/// One value into the row being built (text that is not valid UTF-8 is repaired with
+/// U+FFFD, as the typed cells always did).
+fn put_cell(sink: &mut RowSink, v: ValueRef<'_>) {
     match v {
-        ValueRef::Null => Cell::Null,
-        ValueRef::Integer(i) => Cell::Integer(i),
-        ValueRef::Real(f) => Cell::Real(f),
-        ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
-        ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
+        ValueRef::Null => sink.null(),
+        ValueRef::Integer(i) => sink.int(i),
+        ValueRef::Real(f) => sink.real(f),
+        ValueRef::Text(t) => sink.text(sql::kind::TEXT, &String::from_utf8_lossy(t)),
+        ValueRef::Blob(b) => sink.blob(b),
     }
 }

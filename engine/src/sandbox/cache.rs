@@ -62,7 +62,8 @@ impl ComponentCache {
         let tmp = self
             .dir
             .join(format!(".{sha256}.{}.tmp", std::process::id()));
-        if std::fs::write(&tmp, artifact).is_ok() && std::fs::rename(&tmp, self.path(sha256)).is_ok()
+        if std::fs::write(&tmp, artifact).is_ok()
+            && std::fs::rename(&tmp, self.path(sha256)).is_ok()
         {
             return true;
         }

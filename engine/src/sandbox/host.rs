@@ -313,6 +313,15 @@ impl sql::HostCursor for HostState {
         Ok(self.table.get_mut(&cursor)?.next_batch(max))
     }
 
+    fn next_packed(
+        &mut self,
+        cursor: Resource<SqlCursor>,
+        max_rows: u32,
+    ) -> wasmtime::Result<Result<sql::PackedRows, sql::SqlError>> {
+        let max = (max_rows as usize).clamp(1, MAX_BATCH_ROWS);
+        Ok(self.table.get_mut(&cursor)?.next_packed(max))
+    }
+
     fn drop(&mut self, cursor: Resource<SqlCursor>) -> wasmtime::Result<()> {
         self.table.delete(cursor)?;
         Ok(())

@@ -154,7 +154,12 @@ impl Response {
     /// Whether the `content-type` is JSON (`application/json`, `…+json`).
     pub fn is_json(&self) -> bool {
         self.header("content-type").is_some_and(|ct| {
-            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let mime = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             mime == "application/json" || mime.ends_with("+json")
         })
     }

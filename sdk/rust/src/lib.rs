@@ -38,8 +38,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 pub use serde_json::{json, Value};
 
-pub mod http;
 pub mod files;
+pub mod http;
 pub mod log;
 pub mod mail;
 pub mod pyfmt;
@@ -146,7 +146,9 @@ fn to_map(v: impl Serialize) -> Result<Map, Error> {
         Ok(other) => Err(Error::internal(format!(
             "step outputs must be a JSON object, got {other}"
         ))),
-        Err(e) => Err(Error::internal(format!("step outputs are not serialisable: {e}"))),
+        Err(e) => Err(Error::internal(format!(
+            "step outputs are not serialisable: {e}"
+        ))),
     }
 }
 
@@ -409,7 +411,9 @@ mod tests {
     #[test]
     fn escaping_paths_are_refused() {
         let e = ctx().resolve_path("../../../../etc/passwd").unwrap_err();
-        assert!(e.message.starts_with("Path not under allowed roots: ../../../../etc/passwd"));
+        assert!(e
+            .message
+            .starts_with("Path not under allowed roots: ../../../../etc/passwd"));
         assert!(ctx().resolve_path("/etc/passwd").is_err());
     }
 }

@@ -2,60 +2,143 @@
 //! AetherFlow-RS steps are identical to the reference's (`str(value)` for tsv/csv cells,
 //! `json.dumps(..., ensure_ascii=False)` for jsonl).
 
-use crate::sql::Cell;
+use crate::sql::CellRef;
 use std::fmt::Write as _;
 
 /// Python's `repr(float)` / `str(float)`: shortest round-trip digits, fixed notation for
 /// exponents in [-4, 16), scientific (`1e+16`, `1.5e-07`) otherwise.
 pub fn float_repr(x: f64) -> String {
+    let mut out = String::new();
+    write_float_repr(&mut out, x);
+    out
+}
+
+/// [`float_repr`] appended to `out`, without allocating.
+pub fn write_float_repr(out: &mut String, x: f64) {
     if x.is_nan() {
-        return "nan".into();
+        return out.push_str("nan");
     }
     if x.is_infinite() {
-        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+        return out.push_str(if x > 0.0 { "inf" } else { "-inf" });
+    }
+    // Integers below 2^53 are their own shortest digits (every integer there is a double,
+    // so no shorter decimal rounds to it).
+    if x.trunc() == x && x.abs() < 9_007_199_254_740_992.0 {
+        if x == 0.0 && x.is_sign_negative() {
+            return out.push_str("-0.0");
+        }
+        write_int(out, x as i64);
+        return out.push_str(".0");
     }
     // `{:e}` gives the shortest round-trip digits in scientific form, e.g. "-1.25e-7".
-    let sci = format!("{:e}", x);
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let mut buf = StackStr::<40>::new();
+    let _ = write!(buf, "{:e}", x);
+    let sci = buf.as_str();
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let (neg, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => (true, m),
-        None => (false, mantissa),
+    let mantissa = match mantissa.strip_prefix('-') {
+        Some(m) => {
+            out.push('-');
+            m
+        }
+        None => mantissa,
     };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
+    // The digits are the mantissa without its point: "d" or "d.ddd".
+    let (lead, rest) = mantissa.split_at(1);
+    let rest = rest.strip_prefix('.').unwrap_or(rest);
+    let n = 1 + rest.len() as i32;
+    // Digits `from..to` of lead + rest.
+    let digit_range = |out: &mut String, from: i32, to: i32| {
+        if from == 0 {
+            out.push_str(lead);
+            out.push_str(&rest[..to as usize - 1]);
+        } else {
+            out.push_str(&rest[from as usize - 1..to as usize - 1]);
+        }
+    };
     if (-4..16).contains(&exp) {
         let decpt = exp + 1;
-        let n = digits.len() as i32;
         if decpt <= 0 {
             out.push_str("0.");
             for _ in 0..(-decpt) {
                 out.push('0');
             }
-            out.push_str(&digits);
+            digit_range(out, 0, n);
         } else if decpt >= n {
-            out.push_str(&digits);
+            digit_range(out, 0, n);
             for _ in 0..(decpt - n) {
                 out.push('0');
             }
             out.push_str(".0");
         } else {
-            out.push_str(&digits[..decpt as usize]);
+            digit_range(out, 0, decpt);
             out.push('.');
-            out.push_str(&digits[decpt as usize..]);
+            digit_range(out, decpt, n);
         }
     } else {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
+        out.push_str(lead);
+        if !rest.is_empty() {
             out.push('.');
-            out.push_str(&digits[1..]);
+            out.push_str(rest);
         }
-        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+        out.push('e');
+        out.push(if exp < 0 { '-' } else { '+' });
+        if exp.abs() < 10 {
+            out.push('0');
+        }
+        write_int(out, exp.abs() as i64);
     }
-    out
+}
+
+/// An integer in decimal, appended without going through `fmt`.
+pub fn write_int(out: &mut String, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push('-');
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// A small fixed buffer to format into without allocating.
+struct StackStr<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackStr<N> {
+    fn new() -> Self {
+        StackStr {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> std::fmt::Write for StackStr<N> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        if end > N {
+            return Err(std::fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// Python's `repr(str)`.
@@ -117,17 +200,16 @@ pub fn bytes_repr(b: &[u8]) -> String {
 }
 
 /// `"" if v is None else str(v)`: how the reference writes a cell into tsv/csv.
-pub fn write_cell_str(out: &mut String, cell: &Cell) {
-    match cell {
-        Cell::Null => {}
-        Cell::Boolean(b) => out.push_str(if *b { "True" } else { "False" }),
-        Cell::Integer(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Cell::Real(f) => out.push_str(&float_repr(*f)),
-        Cell::Decimal(s) | Cell::Text(s) | Cell::Date(s) => out.push_str(s),
+/// Takes a `&Cell` or a [`CellRef`].
+pub fn write_cell_str<'a>(out: &mut String, cell: impl Into<CellRef<'a>>) {
+    match cell.into() {
+        CellRef::Null => {}
+        CellRef::Boolean(b) => out.push_str(if b { "True" } else { "False" }),
+        CellRef::Integer(i) => write_int(out, i),
+        CellRef::Real(f) => write_float_repr(out, f),
+        CellRef::Decimal(s) | CellRef::Text(s) | CellRef::Date(s) => out.push_str(s),
         // Cells carry ISO 8601 (`2024-01-02T03:04:05`); Python's `str(datetime)` uses a space.
-        Cell::Datetime(s) => match s.find('T') {
+        CellRef::Datetime(s) => match s.find('T') {
             Some(i) => {
                 out.push_str(&s[..i]);
                 out.push(' ');
@@ -135,19 +217,19 @@ pub fn write_cell_str(out: &mut String, cell: &Cell) {
             }
             None => out.push_str(s),
         },
-        Cell::Blob(b) => out.push_str(&bytes_repr(b)),
+        CellRef::Blob(b) => out.push_str(&bytes_repr(b)),
     }
 }
 
 /// A cell the way the reference's `_json_safe` then `json.dumps` writes it (`db_fetch_small`'s
 /// `rows_json`): decimals become floats, dates and datetimes ISO strings. Returns `Err`
 /// with a type name for values `json.dumps` cannot serialise (bytes).
-pub fn write_json_safe_cell(out: &mut String, cell: &Cell) -> Result<(), &'static str> {
-    match cell {
-        Cell::Decimal(s) => {
-            let f = decimal_to_float(s);
-            write_json_cell(out, &Cell::Real(f))
-        }
+pub fn write_json_safe_cell<'a>(
+    out: &mut String,
+    cell: impl Into<CellRef<'a>>,
+) -> Result<(), &'static str> {
+    match cell.into() {
+        CellRef::Decimal(s) => write_json_cell(out, CellRef::Real(decimal_to_float(s))),
         other => write_json_cell(out, other),
     }
 }
@@ -324,26 +406,27 @@ pub fn write_json_str(out: &mut String, s: &str) {
 
 /// A cell as a JSON value the way `json.dumps` writes the Python value. Returns `Err`
 /// with a type name for values the reference cannot serialise either (bytes).
-pub fn write_json_cell(out: &mut String, cell: &Cell) -> Result<(), &'static str> {
-    match cell {
-        Cell::Null => out.push_str("null"),
-        Cell::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
-        Cell::Integer(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Cell::Real(f) => {
+pub fn write_json_cell<'a>(
+    out: &mut String,
+    cell: impl Into<CellRef<'a>>,
+) -> Result<(), &'static str> {
+    match cell.into() {
+        CellRef::Null => out.push_str("null"),
+        CellRef::Boolean(b) => out.push_str(if b { "true" } else { "false" }),
+        CellRef::Integer(i) => write_int(out, i),
+        CellRef::Real(f) => {
             if f.is_nan() {
                 out.push_str("NaN");
             } else if f.is_infinite() {
-                out.push_str(if *f > 0.0 { "Infinity" } else { "-Infinity" });
+                out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
             } else {
-                out.push_str(&float_repr(*f));
+                write_float_repr(out, f);
             }
         }
         // Exact decimals are written as JSON numbers (the reference raises TypeError).
-        Cell::Decimal(s) => out.push_str(s),
-        Cell::Text(s) | Cell::Date(s) | Cell::Datetime(s) => write_json_str(out, s),
-        Cell::Blob(_) => return Err("bytes"),
+        CellRef::Decimal(s) => out.push_str(s),
+        CellRef::Text(s) | CellRef::Date(s) | CellRef::Datetime(s) => write_json_str(out, s),
+        CellRef::Blob(_) => return Err("bytes"),
     }
     Ok(())
 }
@@ -369,8 +452,32 @@ mod tests {
             (1.5e300, "1.5e+300"),
             (f64::NAN, "nan"),
             (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (-5.0, "-5.0"),
+            (1200.0, "1200.0"),
+            (0.5, "0.5"),
+            (2.5e-5, "2.5e-05"),
+            (9_007_199_254_740_991.0, "9007199254740991.0"),
+            (9_007_199_254_740_992.0, "9007199254740992.0"),
+            (9_999_999_999_999_998.0, "9999999999999998.0"),
+            (12_345_678_901_234_567_890.0, "1.2345678901234567e+19"),
+            (-1.25e-7, "-1.25e-07"),
+            (1e100, "1e+100"),
+            (5e-324, "5e-324"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (24999.75, "24999.75"),
+            (0.30000000000000004, "0.30000000000000004"),
         ] {
             assert_eq!(float_repr(x), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn integers_are_written_in_decimal() {
+        for v in [0, 7, -7, 10, 1234567890, i64::MAX, i64::MIN] {
+            let mut s = String::from("x");
+            write_int(&mut s, v);
+            assert_eq!(s, format!("x{v}"));
         }
     }
 

@@ -7,7 +7,7 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 
 use aetherflow_sdk::pyfmt::{write_cell_str, write_json_cell, write_json_str};
-use aetherflow_sdk::sql::{self, Cell};
+use aetherflow_sdk::sql::{self, CellRef};
 use aetherflow_sdk::{export_step, json, Context, Error, Info, Outcome, Step, Value};
 use serde::Deserialize;
 
@@ -69,8 +69,14 @@ impl Step for DbExtract {
             "{}.tmp",
             out.file_name().and_then(|n| n.to_str()).unwrap_or("output")
         ));
-        let result = write_result(&inputs.resource, &inputs.sql, &inputs.params, format,
-            inputs.fetch_size.unwrap_or(1000).max(1), &tmp);
+        let result = write_result(
+            &inputs.resource,
+            &inputs.sql,
+            &inputs.params,
+            format,
+            inputs.fetch_size.unwrap_or(1000).max(1),
+            &tmp,
+        );
         let rows = match result {
             Ok(rows) => rows,
             Err(e) => {
@@ -80,7 +86,11 @@ impl Step for DbExtract {
         };
         fs::rename(&tmp, &out).map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            Error::io(format!("cannot rename {} to {}: {e}", tmp.display(), out.display()))
+            Error::io(format!(
+                "cannot rename {} to {}: {e}",
+                tmp.display(),
+                out.display()
+            ))
         })?;
         Outcome::success(json!({
             "output": out.to_string_lossy(),
@@ -110,11 +120,12 @@ fn write_result(
     }
     let mut rows: u64 = 0;
     loop {
-        let batch = cursor.next_batch(fetch_size)?;
+        let batch = cursor.next_rows(fetch_size)?;
         if batch.is_empty() {
             break;
         }
-        for row in &batch {
+        let mut reader = batch.reader();
+        while let Some(row) = reader.next_row()? {
             match format {
                 Format::Tsv => tsv_row(&mut line, row),
                 Format::Jsonl => jsonl_row(&mut line, &columns, row)?,
@@ -132,18 +143,18 @@ fn write_result(
 }
 
 /// `"\t".join("" if v is None else str(v) for v in row)`: no escaping, as the reference.
-fn tsv_row(line: &mut String, row: &[Cell]) {
+fn tsv_row(line: &mut String, row: &[CellRef]) {
     for (i, cell) in row.iter().enumerate() {
         if i > 0 {
             line.push('\t');
         }
-        write_cell_str(line, cell);
+        write_cell_str(line, *cell);
     }
     line.push('\n');
 }
 
 /// `json.dumps({col: val, ...}, ensure_ascii=False)`.
-fn jsonl_row(line: &mut String, columns: &[String], row: &[Cell]) -> Result<(), Error> {
+fn jsonl_row(line: &mut String, columns: &[String], row: &[CellRef]) -> Result<(), Error> {
     line.push('{');
     for (i, (col, cell)) in columns.iter().zip(row).enumerate() {
         if i > 0 {
@@ -151,7 +162,7 @@ fn jsonl_row(line: &mut String, columns: &[String], row: &[Cell]) -> Result<(), 
         }
         write_json_str(line, col);
         line.push_str(": ");
-        write_json_cell(line, cell).map_err(|ty| {
+        write_json_cell(line, *cell).map_err(|ty| {
             Error::invalid_input(format!(
                 "Object of type {ty} is not JSON serializable (column '{col}'); use format tsv"
             ))

@@ -179,7 +179,9 @@ fn build_request(inputs: &Inputs) -> Result<Request, Error> {
     }
     if let Some(t) = inputs.timeout {
         if !(t > 0.0 && t.is_finite()) {
-            return Err(Error::invalid_input("timeout must be a number of seconds greater than 0"));
+            return Err(Error::invalid_input(
+                "timeout must be a number of seconds greater than 0",
+            ));
         }
         req = req.timeout(Duration::from_secs_f64(t));
     }
