@@ -536,3 +536,51 @@ fn tls_option_errors_name_the_resource_and_the_fix() {
         "{e}"
     );
 }
+
+#[test]
+fn a_mail_resource_not_granted_or_of_another_kind_is_refused() {
+    let Some(s) = smtp() else { return };
+    let (granted, stolen, wrong) = (marker("granted"), marker("stolen"), marker("wrong"));
+    let yaml = flow("mailgrant", "      - {id: first, type: mail_send, inputs: {resource: mailer, to: ops@example.org, subject: warmup, body: x}}\n")
+        .replace(
+            "  db:\n",
+            "  other: {kind: mail, driver: smtp, config: {host: \"{{env.SMTP_HOST}}\", port: \"{{env.SMTP_PORT}}\", username: \"{{env.SMTP_USER}}\", password: \"{{env.SMTP_PASSWORD}}\", from_addr: other@aetherflow.test}}\n  db:\n",
+        )
+        + &format!(
+            "  - id: greedy\n    steps:\n      - {{id: g, type: test_greedy_mail, inputs: {{resource: mailer, target: other, to: ops@example.org, subject: \"{stolen}\"}}}}\n  - id: wrong_kind\n    steps:\n      - {{id: w, type: test_greedy_mail, inputs: {{resource: db, target: db, to: ops@example.org, subject: \"{wrong}\"}}}}\n  - id: allowed\n    steps:\n      - {{id: a, type: test_greedy_mail, inputs: {{resource: mailer, target: mailer, to: ops@example.org, subject: \"{granted}\"}}}}\n"
+        );
+    let t = test(&s, &yaml).env(
+        "AETHERFLOW_PLUGIN_PATHS",
+        aetherflow_test_fixtures::GREEDY_MAIL,
+    );
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "r1"]);
+    out.status(1);
+    let g = step_end(&out, "g");
+    assert_eq!(g["status"], "FAILED", "{g}");
+    let e = g["error"].as_str().unwrap();
+    assert!(
+        e.contains("NotGranted: resource `other` is not granted to step `g`: a step may use only the resources its inputs name"),
+        "{e}"
+    );
+    let w = step_end(&out, "w");
+    assert_eq!(w["status"], "FAILED", "{w}");
+    let e = w["error"].as_str().unwrap();
+    assert!(
+        e.contains("WrongKind: Resource db is kind=db, requested kind=mail"),
+        "{e}"
+    );
+    // The step after the refusals (the next job) still ran, and sent through its grant.
+    assert_eq!(step_end(&out, "a")["status"], "SUCCESS");
+    assert_eq!(received(&s.dir, &granted).len(), 1);
+    assert!(received(&s.dir, &stolen).is_empty());
+    assert!(received(&s.dir, &wrong).is_empty());
+    let store = t.store();
+    assert_eq!(
+        crate::harness::job_status(&store, "mailgrant", "r1", "greedy"),
+        "FAILED"
+    );
+    assert_eq!(
+        crate::harness::job_status(&store, "mailgrant", "r1", "allowed"),
+        "SUCCESS"
+    );
+}
