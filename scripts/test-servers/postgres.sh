@@ -4,7 +4,9 @@
 #   start: install PostgreSQL if missing, initdb a cluster under $AF_SERVERS_DIR/postgres
 #          (owned by the `postgres` OS user: the server refuses to run as root), listen on
 #          127.0.0.1 on a free high port with password (scram) auth for the user
-#          `aetherflow` / database `aetherflow`, wait until it answers, and print
+#          `aetherflow` / database `aetherflow`, with TLS (`ssl=on`, the test CA's server
+#          certificate from ca.sh; plain connections are still accepted), wait until it
+#          answers, and print
 #          `export AF_TEST_PG_URL=postgres://aetherflow:<password>@127.0.0.1:<port>/aetherflow`.
 #   stop:  stop the cluster (success when it is not running).
 set -euo pipefail
@@ -67,6 +69,13 @@ if [ ! -f "$data/PG_VERSION" ]; then
             --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C >&2
     rm -f "$base/pwfile"
 fi
+# TLS: the test CA's server certificate; the server wants its key private to its own user.
+bash "$(dirname "$0")/ca.sh" start >/dev/null
+ca="${AF_SERVERS_DIR:-$PWD/target/test-servers}/ca"
+mkdir -p "$base/ssl"
+cp "$ca/server.pem" "$base/ssl/server.crt"
+cp "$ca/server.key" "$base/ssl/server.key"
+chmod 600 "$base/ssl/server.key"
 chown -R postgres: "$base"
 
 # A free high port (kept across restarts when it is still free).
@@ -85,7 +94,7 @@ fi
 echo "$port" >"$port_file"
 
 as_pg "$bin/pg_ctl" -D "$data" -l "$base/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $base -c fsync=off -c full_page_writes=off" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $base -c fsync=off -c full_page_writes=off -c ssl=on -c ssl_cert_file=$base/ssl/server.crt -c ssl_key_file=$base/ssl/server.key" \
     start >&2 || { log "server did not start; see $base/server.log"; tail -n 20 "$base/server.log" >&2; exit 1; }
 
 pass="$(cat "$pass_file")"

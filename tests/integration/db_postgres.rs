@@ -296,3 +296,116 @@ jobs:
         "{e}"
     );
 }
+
+/// TLS against the test server (`ssl=on` with a certificate of the test CA): `sslmode` and
+/// `sslrootcert` from `options` or from the query of `config.url`, what `pg_stat_ssl` says
+/// about the session, and the certificate failures a user meets.
+#[test]
+fn postgres_tls_sslmode_and_sslrootcert() {
+    let (Some(url), Some(ca), Some(other_ca)) = (
+        server_env("AF_TEST_PG_URL"),
+        server_env("AF_TEST_CA_PEM"),
+        server_env("AF_TEST_OTHER_CA_PEM"),
+    ) else {
+        return;
+    };
+    let resources = [
+        // verify-full with the CA, in the URL.
+        (
+            "full",
+            format!("{{url: \"{url}?sslmode=verify-full&sslrootcert={ca}\"}}"),
+        ),
+        // verify-ca with the CA, as options.
+        (
+            "verca",
+            format!("{{url: \"{url}\"}}, options: {{sslmode: verify-ca, sslrootcert: \"{ca}\"}}"),
+        ),
+        // require without a CA: encrypted, the certificate is not checked.
+        (
+            "req",
+            format!("{{url: \"{url}\"}}, options: {{sslmode: require}}"),
+        ),
+        // libpq's default, prefer: TLS, since the server offers it.
+        ("pref", format!("{{url: \"{url}\"}}")),
+        ("plain", format!("{{url: \"{url}?sslmode=disable\"}}")),
+        // verify-full without a CA: refused before connecting.
+        (
+            "noca",
+            format!("{{url: \"{url}\"}}, options: {{sslmode: verify-full}}"),
+        ),
+        // verify-full with a CA that did not sign the server's certificate.
+        (
+            "wrongca",
+            format!("{{url: \"{url}?sslmode=verify-full&sslrootcert={other_ca}\"}}"),
+        ),
+        // the public roots do not know the test CA either.
+        (
+            "system",
+            format!("{{url: \"{url}\"}}, options: {{sslmode: verify-full, sslrootcert: system}}"),
+        ),
+        ("badmode", format!("{{url: \"{url}?sslmode=verify\"}}")),
+    ];
+    let mut flow = header("pgtls") + "resources:\n";
+    for (name, r) in &resources {
+        flow.push_str(&format!(
+            "  {name}: {{kind: db, driver: postgres, config: {r}}}\n"
+        ));
+    }
+    flow.push_str("jobs:\n");
+    for (name, _) in &resources {
+        flow.push_str(&format!(
+            "  - id: {name}\n    steps:\n      - {{id: {name}, type: db_fetch_small, inputs: {{resource: {name}, sql: \"SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()\"}}}}\n"
+        ));
+    }
+    // HOME without `.postgresql/root.crt`, so libpq's default root certificate plays no part.
+    let home = tempfile::tempdir().unwrap();
+    let t = Test::new()
+        .flow(&flow)
+        .env("HOME", home.path().display().to_string());
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "t1"]);
+    out.status(1);
+    let v = show(&t, "t1");
+    for name in ["full", "verca", "req", "pref"] {
+        let rows = outputs(&v, name, name)["rows_json"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            rows.starts_with("[[true, \"TLSv1."),
+            "{name}: {rows}\n{}",
+            step_error(&out, name)
+        );
+    }
+    assert_eq!(
+        outputs(&v, "plain", "plain")["rows_json"],
+        "[[false, null]]"
+    );
+
+    let e = step_error(&out, "noca");
+    assert!(
+        e.contains("db resource 'noca': sslmode=verify-full checks the server's certificate, so it needs the certificate of the CA that signed it: set sslrootcert to that CA's PEM file (options.sslmode / options.sslrootcert, or ?sslmode=...&sslrootcert=... in config.url), or sslrootcert=system to trust the public CAs; or use sslmode=require"),
+        "{e}"
+    );
+    let e = step_error(&out, "wrongca");
+    assert!(
+        e.contains("db resource 'wrongca' (postgres aetherflow@127.0.0.1:")
+            && e.contains(&format!(
+                "cannot connect: TLS certificate check failed (sslmode=verify-full): the server's certificate is not signed by a trusted certificate authority (unknown issuer); check that sslrootcert (`{other_ca}`) holds the certificate of the CA that signed the server's certificate, or use sslmode=require"
+            )),
+        "{e}"
+    );
+    let e = step_error(&out, "system");
+    assert!(
+        e.contains("db resource 'system'")
+            && e.contains("(unknown issuer); set sslrootcert to the PEM file of the CA"),
+        "{e}"
+    );
+    let e = step_error(&out, "badmode");
+    assert!(
+        e.contains("db resource 'badmode': sslmode must be disable, prefer, require, verify-ca or verify-full, got \"verify\""),
+        "{e}"
+    );
+    // No secret in any message.
+    let password = url.split(':').nth(2).unwrap().split('@').next().unwrap();
+    assert!(!out.stderr.contains(password));
+}

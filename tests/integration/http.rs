@@ -11,7 +11,7 @@ use aetherflow_state::{JobKey, StateStore};
 use aetherflow_test_fixtures as fx;
 use serde_json::{json, Value};
 
-use crate::harness::{header, job_status, Test};
+use crate::harness::{header, job_status, server_env, Test};
 
 /// One request as the server received it.
 #[derive(Debug, Clone)]
@@ -707,4 +707,142 @@ fn redirects_are_returned_not_followed_and_reserved_headers_are_refused() {
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert_eq!(seen.iter().filter(|(_, t)| t == "/api/moved").count(), 2);
     assert!(seen.contains(&("HEAD".into(), "/api/x".into())), "{seen:?}");
+}
+
+/// The test HTTPS server (`scripts/test-servers/http.sh`: the same files over TLS with a
+/// certificate of the test CA), its request log, the test CA and a CA that signed nothing.
+struct Https {
+    url: String,
+    log: String,
+    ca: String,
+    other_ca: String,
+}
+
+fn https() -> Option<Https> {
+    Some(Https {
+        url: server_env("AF_TEST_HTTPS_URL")?,
+        log: server_env("AF_TEST_HTTP_LOG")?,
+        ca: server_env("AF_TEST_CA_PEM")?,
+        other_ca: server_env("AF_TEST_OTHER_CA_PEM")?,
+    })
+}
+
+/// The requests the test server logged whose path contains `marker`.
+fn logged(log: &str, marker: &str) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["path"].as_str().unwrap_or_default().contains(marker))
+        .collect()
+}
+
+fn rest_resource(name: &str, base_url: &str, options: &str) -> String {
+    format!(
+        "  {name}: {{kind: rest, driver: http, config: {{base_url: \"{base_url}/api\"}}, options: {{timeout: 5{options}}}}}\n"
+    )
+}
+
+#[test]
+fn https_verifies_the_server_with_a_private_ca_bundle() {
+    let Some(h) = https() else { return };
+    let marker = format!("tls-{}", std::process::id());
+    let resources = rest_resource("ca", &h.url, &format!(", ca_bundle: \"{}\"", h.ca))
+        + &rest_resource("noca", &h.url, "")
+        + &rest_resource("insecure", &h.url, ", verify_ssl: false")
+        + &rest_resource(
+            "wrongca",
+            &h.url,
+            &format!(", ca_bundle: \"{}\"", h.other_ca),
+        );
+    let steps: Vec<String> = ["ca", "noca", "insecure", "wrongca"]
+        .iter()
+        .map(|r| {
+            format!("{{id: s, type: http_request, inputs: {{resource: {r}, path: targets.json, query: {{m: {marker}-{r}}}}}}}")
+        })
+        .collect();
+    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let t = Test::new().flow(&flow("https", &resources, &steps));
+    t.run_args(&["run", "flow.yaml", "--run-id", "r1"])
+        .status(1);
+
+    // With the CA, and with verification off: the JSON arrives, over TLS.
+    for (job, r) in [("j0", "ca"), ("j2", "insecure")] {
+        let o = outputs(&t, "https", "r1", job, "s");
+        assert_eq!(o["status"], 200, "{r}: {o}");
+        assert_eq!(o["json"]["currency"], "EUR", "{r}: {o}");
+        let seen = logged(&h.log, &format!("{marker}-{r}"));
+        assert_eq!(seen.len(), 1, "{r}: {seen:?}");
+        assert_eq!(seen[0]["tls"], true, "{r}: {seen:?}");
+    }
+    // Without it: a certificate error that names the resource and both fixes.
+    let shown = format!("GET {}/api/targets.json", h.url);
+    let e = error(&t, "https", "r1", "j1", "s");
+    assert!(
+        e.contains(&format!(
+            "resource `noca`: TLS certificate check failed for {shown}: the server's certificate is not signed by a trusted certificate authority (unknown issuer); if the server uses a private or self-signed CA, set options.ca_bundle to that CA's certificate (a PEM file), or set options.verify_ssl: false to skip verification (insecure)"
+        )),
+        "{e}"
+    );
+    let e = error(&t, "https", "r1", "j3", "s");
+    assert!(
+        e.contains(&format!(
+            "resource `wrongca`: TLS certificate check failed for {shown}: the server's certificate is not signed by a trusted certificate authority (unknown issuer); check that options.ca_bundle (`{}`) holds the certificate of the CA that signed the server's certificate",
+            h.other_ca
+        )),
+        "{e}"
+    );
+    // The refused handshakes sent no request.
+    assert!(logged(&h.log, &format!("{marker}-noca")).is_empty());
+    assert!(logged(&h.log, &format!("{marker}-wrongca")).is_empty());
+}
+
+#[test]
+fn ca_bundle_errors_name_the_resource_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    let resources = rest_resource(
+        "missing",
+        "https://127.0.0.1:9",
+        ", ca_bundle: /nonexistent/ca.pem",
+    ) + &rest_resource(
+        "notpem",
+        "https://127.0.0.1:9",
+        &format!(", ca_bundle: \"{}\"", not_pem.display()),
+    ) + &rest_resource(
+        "both",
+        "https://127.0.0.1:9",
+        &format!(", ca_bundle: \"{}\", verify_ssl: false", not_pem.display()),
+    );
+    let steps: Vec<String> = ["missing", "notpem", "both"]
+        .iter()
+        .map(|r| format!("{{id: s, type: http_request, inputs: {{resource: {r}, path: x}}}}"))
+        .collect();
+    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let t = Test::new().flow(&flow("cabad", &resources, &steps));
+    t.run_args(&["run", "flow.yaml", "--run-id", "r1"])
+        .status(1);
+    let e = error(&t, "cabad", "r1", "j0", "s");
+    assert!(
+        e.contains(
+            "resource `missing`: options.ca_bundle: cannot read the CA file `/nonexistent/ca.pem`"
+        ),
+        "{e}"
+    );
+    let e = error(&t, "cabad", "r1", "j1", "s");
+    assert!(
+        e.contains(&format!(
+            "resource `notpem`: options.ca_bundle: the CA file `{}` holds no certificate",
+            not_pem.display()
+        )),
+        "{e}"
+    );
+    let e = error(&t, "cabad", "r1", "j2", "s");
+    assert!(
+        e.contains(
+            "resource `both`: options.ca_bundle and options.verify_ssl: false exclude each other"
+        ),
+        "{e}"
+    );
 }

@@ -362,3 +362,225 @@ fn an_attachment_outside_the_workspace_is_refused() {
         "{err}"
     );
 }
+
+/// The TLS ports of the test server (`AF_TEST_SMTP_STARTTLS_PORT` requires STARTTLS,
+/// `AF_TEST_SMTP_TLS_PORT` is implicit TLS), with the test CA and a CA that signed nothing.
+struct TlsServer {
+    s: Smtp,
+    starttls_port: String,
+    tls_port: String,
+    ca: String,
+    other_ca: String,
+}
+
+fn tls_server() -> Option<TlsServer> {
+    Some(TlsServer {
+        s: smtp()?,
+        starttls_port: server_env("AF_TEST_SMTP_STARTTLS_PORT")?,
+        tls_port: server_env("AF_TEST_SMTP_TLS_PORT")?,
+        ca: server_env("AF_TEST_CA_PEM")?,
+        other_ca: server_env("AF_TEST_OTHER_CA_PEM")?,
+    })
+}
+
+/// A mail resource `name` on `port` with credentials from env; `tls` and `options` are YAML
+/// flow-mapping entries (`starttls: true`, `ca_bundle: ...`).
+fn tls_resource(name: &str, port: &str, tls: &str, options: &str) -> String {
+    format!(
+        "  {name}: {{kind: mail, driver: smtp, config: {{host: 127.0.0.1, port: {port}, username: \"{{{{env.SMTP_USER}}}}\", password: \"{{{{env.SMTP_PASSWORD}}}}\", from_addr: robot@aetherflow.test, {tls}}}, options: {{timeout: 5, {options}}}}}\n"
+    )
+}
+
+/// A flow with `resources` and one job per `(resource, subject)`, so one failure does not
+/// stop the others; job `jN`, step `mN`.
+fn tls_flow(id: &str, resources: &str, sends: &[(&str, &str)]) -> String {
+    let mut f = header(id) + "resources:\n" + resources + "jobs:\n";
+    for (i, (resource, subject)) in sends.iter().enumerate() {
+        f.push_str(&format!(
+            "  - id: j{i}\n    steps:\n      - {{id: m{i}, type: mail_send, inputs: {{resource: {resource}, to: ops@example.org, subject: \"{subject}\", body: over TLS}}}}\n"
+        ));
+    }
+    f
+}
+
+#[test]
+fn starttls_and_implicit_tls_with_the_private_ca_deliver() {
+    let Some(ts) = tls_server() else { return };
+    let ca = format!("ca_bundle: \"{}\"", ts.ca);
+    let resources = tls_resource("starttls", &ts.starttls_port, "starttls: true", &ca)
+        + &tls_resource("smtps", &ts.tls_port, "tls: true", &ca)
+        + &tls_resource(
+            "insecure",
+            &ts.starttls_port,
+            "starttls: true",
+            "verify_ssl: false",
+        );
+    let (m0, m1, m2) = (marker("starttls"), marker("smtps"), marker("insecure"));
+    let t = test(
+        &ts.s,
+        &tls_flow(
+            "mailtls",
+            &resources,
+            &[("starttls", &m0), ("smtps", &m1), ("insecure", &m2)],
+        ),
+    );
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "r1"]);
+    out.status(0);
+    for m in [&m0, &m1, &m2] {
+        let got = received(&ts.s.dir, m);
+        assert_eq!(got.len(), 1, "{m}: {got:?}");
+        // The server stored the TLS version the message came over.
+        let tls = got[0]["tls"].as_str().unwrap_or_default();
+        assert!(tls.starts_with("TLSv1."), "{m}: {}", got[0]);
+        assert_eq!(got[0]["rcpt_tos"], serde_json::json!(["ops@example.org"]));
+        assert!(got[0]["data"].as_str().unwrap().contains("over TLS"));
+    }
+    assert!(!out.stderr.contains(&ts.s.password));
+}
+
+#[test]
+fn tls_with_an_unknown_ca_is_a_clear_certificate_error() {
+    let Some(ts) = tls_server() else { return };
+    let other = format!("ca_bundle: \"{}\"", ts.other_ca);
+    let resources = tls_resource("noca", &ts.starttls_port, "starttls: true", "")
+        + &tls_resource("wrongca", &ts.tls_port, "tls: true", &other)
+        + &tls_resource("plain", &ts.starttls_port, "starttls: false", "");
+    let (m0, m1, m2) = (marker("noca"), marker("wrongca"), marker("plain"));
+    let t = test(
+        &ts.s,
+        &tls_flow(
+            "mailbadca",
+            &resources,
+            &[("noca", &m0), ("wrongca", &m1), ("plain", &m2)],
+        ),
+    );
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "r1"]);
+    out.status(1);
+    let port = &ts.starttls_port;
+    let e = step_end(&out, "m0")["error"].as_str().unwrap().to_string();
+    assert!(
+        e.contains(&format!(
+            "SMTP send failed after 1 attempt(s): SMTP STARTTLS failed (mail resource `noca`, 127.0.0.1:{port}): the server's certificate is not signed by a trusted certificate authority (unknown issuer)"
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains("set options.ca_bundle to that CA's certificate (a PEM file), or set options.verify_ssl: false"),
+        "{e}"
+    );
+    let e = step_end(&out, "m1")["error"].as_str().unwrap().to_string();
+    assert!(
+        e.contains(&format!(
+            "SMTP TLS failed (mail resource `wrongca`, 127.0.0.1:{}): the server's certificate is not signed by a trusted certificate authority (unknown issuer)",
+            ts.tls_port
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(&format!(
+            "Check that options.ca_bundle (`{}`) holds the certificate of the CA that signed the server's certificate",
+            ts.other_ca
+        )),
+        "{e}"
+    );
+    // A plain session to the port that requires STARTTLS is refused by the server.
+    let e = step_end(&out, "m2")["error"].as_str().unwrap().to_string();
+    assert!(e.contains("mail resource `plain`"), "{e}");
+    for m in [&m0, &m1, &m2] {
+        assert!(received(&ts.s.dir, m).is_empty(), "{m} was delivered");
+    }
+}
+
+#[test]
+fn tls_option_errors_name_the_resource_and_the_fix() {
+    let Some(ts) = tls_server() else { return };
+    let resources = tls_resource(
+        "missing",
+        &ts.starttls_port,
+        "starttls: true",
+        "ca_bundle: /nonexistent/ca.pem",
+    ) + &tls_resource(
+        "both",
+        &ts.starttls_port,
+        "starttls: true",
+        &format!("ca_bundle: \"{}\", verify_ssl: false", ts.ca),
+    ) + &tls_resource(
+        "cleartext",
+        &ts.s.port,
+        "starttls: false",
+        &format!("ca_bundle: \"{}\"", ts.ca),
+    );
+    let t = test(
+        &ts.s,
+        &tls_flow(
+            "mailopts",
+            &resources,
+            &[("missing", "a"), ("both", "b"), ("cleartext", "c")],
+        ),
+    );
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "r1"]);
+    out.status(1);
+    let e = step_end(&out, "m0")["error"].as_str().unwrap().to_string();
+    assert!(
+        e.contains("mail resource `missing`: options.ca_bundle: cannot read the CA file `/nonexistent/ca.pem`"),
+        "{e}"
+    );
+    let e = step_end(&out, "m1")["error"].as_str().unwrap().to_string();
+    assert!(
+        e.contains("mail resource `both`: options.ca_bundle and options.verify_ssl: false exclude each other"),
+        "{e}"
+    );
+    let e = step_end(&out, "m2")["error"].as_str().unwrap().to_string();
+    assert!(
+        e.contains("mail resource `cleartext`: options.ca_bundle is set but the connection is not encrypted: set config.starttls: true"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_mail_resource_not_granted_or_of_another_kind_is_refused() {
+    let Some(s) = smtp() else { return };
+    let (granted, stolen, wrong) = (marker("granted"), marker("stolen"), marker("wrong"));
+    let yaml = flow("mailgrant", "      - {id: first, type: mail_send, inputs: {resource: mailer, to: ops@example.org, subject: warmup, body: x}}\n")
+        .replace(
+            "  db:\n",
+            "  other: {kind: mail, driver: smtp, config: {host: \"{{env.SMTP_HOST}}\", port: \"{{env.SMTP_PORT}}\", username: \"{{env.SMTP_USER}}\", password: \"{{env.SMTP_PASSWORD}}\", from_addr: other@aetherflow.test}}\n  db:\n",
+        )
+        + &format!(
+            "  - id: greedy\n    steps:\n      - {{id: g, type: test_greedy_mail, inputs: {{resource: mailer, target: other, to: ops@example.org, subject: \"{stolen}\"}}}}\n  - id: wrong_kind\n    steps:\n      - {{id: w, type: test_greedy_mail, inputs: {{resource: db, target: db, to: ops@example.org, subject: \"{wrong}\"}}}}\n  - id: allowed\n    steps:\n      - {{id: a, type: test_greedy_mail, inputs: {{resource: mailer, target: mailer, to: ops@example.org, subject: \"{granted}\"}}}}\n"
+        );
+    let t = test(&s, &yaml).env(
+        "AETHERFLOW_PLUGIN_PATHS",
+        aetherflow_test_fixtures::GREEDY_MAIL,
+    );
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "r1"]);
+    out.status(1);
+    let g = step_end(&out, "g");
+    assert_eq!(g["status"], "FAILED", "{g}");
+    let e = g["error"].as_str().unwrap();
+    assert!(
+        e.contains("NotGranted: resource `other` is not granted to step `g`: a step may use only the resources its inputs name"),
+        "{e}"
+    );
+    let w = step_end(&out, "w");
+    assert_eq!(w["status"], "FAILED", "{w}");
+    let e = w["error"].as_str().unwrap();
+    assert!(
+        e.contains("WrongKind: Resource db is kind=db, requested kind=mail"),
+        "{e}"
+    );
+    // The step after the refusals (the next job) still ran, and sent through its grant.
+    assert_eq!(step_end(&out, "a")["status"], "SUCCESS");
+    assert_eq!(received(&s.dir, &granted).len(), 1);
+    assert!(received(&s.dir, &stolen).is_empty());
+    assert!(received(&s.dir, &wrong).is_empty());
+    let store = t.store();
+    assert_eq!(
+        crate::harness::job_status(&store, "mailgrant", "r1", "greedy"),
+        "FAILED"
+    );
+    assert_eq!(
+        crate::harness::job_status(&store, "mailgrant", "r1", "allowed"),
+        "SUCCESS"
+    );
+}

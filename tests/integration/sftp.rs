@@ -490,3 +490,53 @@ fn an_unknown_sftp_driver_names_the_loaded_ones() {
         "SFTPListFiles list failed: . False: Unknown connector: sftp:nope. Loaded: ['sftp:ssh', 'sftp:paramiko']"
     );
 }
+
+#[test]
+fn a_files_resource_not_granted_or_of_another_kind_is_refused() {
+    let Some(s) = server() else { return };
+    // `other` is a second, working sftp resource the greedy step never names in `resource`.
+    let resources = s.with_password();
+    let other = resources
+        .trim_start_matches("resources:\n")
+        .replacen("  files:", "  other:", 1);
+    let flow = header("filesgrant")
+        + &resources
+        + &other
+        + "  db: {kind: db, driver: sqlite3, config: {path: \"{ROOT}/x.db\"}}\n"
+        + "jobs:\n  - id: greedy\n    steps:\n      - {id: g, type: test_greedy_files, inputs: {resource: files, target: other}}\n  - id: wrong_kind\n    steps:\n      - {id: w, type: test_greedy_files, inputs: {resource: db, target: db}}\n  - id: allowed\n    steps:\n      - {id: a, type: test_greedy_files, inputs: {resource: files, target: files}}\n";
+    let t = Test::new().flow(&flow).env(
+        "AETHERFLOW_PLUGIN_PATHS",
+        aetherflow_test_fixtures::GREEDY_FILES,
+    );
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "g1"]);
+    out.status(1);
+    let status = |step: &str| {
+        out.named("step_end")
+            .into_iter()
+            .find(|e| e["step_id"] == step)
+            .unwrap_or_else(|| panic!("no step_end for {step}\n{}", out.stderr))["status"]
+            .clone()
+    };
+    assert_eq!(status("g"), "FAILED");
+    assert!(
+        step_error(&out, "g").contains(
+            "NotGranted: resource `other` is not granted to step `g`: a step may use only the resources its inputs name"
+        ),
+        "{}",
+        step_error(&out, "g")
+    );
+    assert_eq!(status("w"), "FAILED");
+    assert!(
+        step_error(&out, "w").contains("WrongKind: Resource db is kind=db, requested kind=sftp"),
+        "{}",
+        step_error(&out, "w")
+    );
+    // The step after the refusals (the next job) still ran, through its own grant.
+    assert_eq!(status("a"), "SUCCESS");
+    let rec = t
+        .store()
+        .step(&StepKey::new("filesgrant", "g1", "allowed", "a"))
+        .unwrap()
+        .expect("step a ran");
+    assert!(rec.outputs.unwrap()["entries"].is_u64());
+}

@@ -1,8 +1,9 @@
 //! The `rest` connector (drivers `http`, `httpx`): the host side of the WIT `http` interface.
 //!
 //! One [`Client`] per resource (kept with [`Connectors::cached`]) holds a `ureq` agent
-//! (rustls, bundled web PKI roots), the parsed base URL, the default headers (with the
-//! bearer token) and the retry policy. A step never sees the token or the default header
+//! (rustls; the bundled web PKI roots, or the private CA of `options.ca_bundle`; no
+//! verification with `options.verify_ssl: false`), the parsed base URL, the default headers
+//! (with the bearer token) and the retry policy. A step never sees the token or the default header
 //! values: they are added here, and no error message names a header value.
 //!
 //! Confinement: every request URL is built by appending the step's path to the base URL,
@@ -20,7 +21,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::{Connectors, ResolvedResource};
+use super::{tls, Connectors, ResolvedResource};
 use crate::sandbox::bindings::aetherflow::step::http::{HttpError, HttpErrorKind, Request};
 
 /// Drivers of kind `rest` this build implements.
@@ -115,6 +116,8 @@ pub struct Client {
     headers: Vec<(String, String)>,
     timeout: Duration,
     attempts: u32,
+    /// `options.ca_bundle` as given, for the hint of a certificate failure.
+    ca_bundle: Option<String>,
 }
 
 fn err(kind: HttpErrorKind, message: impl Into<String>) -> HttpError {
@@ -138,19 +141,6 @@ fn as_f64(v: &Value) -> Option<f64> {
     match v {
         Value::Number(n) => n.as_f64(),
         Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn as_bool(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Some(true),
-            "false" | "0" | "no" | "off" => Some(false),
-            _ => None,
-        },
-        Value::Number(n) => n.as_i64().map(|i| i != 0),
         _ => None,
     }
 }
@@ -276,15 +266,33 @@ impl Client {
 
         let timeout = option_timeout(&r.options).map_err(invalid)?;
         let attempts = option_attempts(&r.options).map_err(invalid)?;
-        let verify = match r.options.get("verify_ssl") {
-            None | Some(Value::Null) => true,
-            Some(v) => as_bool(v)
+        let verify = match tls::setting(r, "verify_ssl") {
+            None => true,
+            Some(v) => tls::as_bool(v)
                 .ok_or_else(|| invalid("options.verify_ssl must be true or false".into()))?,
         };
-
-        let tls = ureq::tls::TlsConfig::builder()
-            .disable_verification(!verify)
-            .build();
+        let ca_bundle = tls::setting(r, "ca_bundle")
+            .and_then(as_text)
+            .filter(|s| !s.trim().is_empty());
+        let mut tls_config = ureq::tls::TlsConfig::builder().disable_verification(!verify);
+        if let Some(path) = &ca_bundle {
+            if !verify {
+                return Err(invalid(
+                    "options.ca_bundle and options.verify_ssl: false exclude each other: keep \
+                     ca_bundle to verify the server with that CA, or remove it to skip \
+                     verification (insecure)"
+                        .into(),
+                ));
+            }
+            let certs =
+                tls::read_ca_file(path).map_err(|m| invalid(format!("options.ca_bundle: {m}")))?;
+            let certs: Vec<ureq::tls::Certificate<'static>> = certs
+                .iter()
+                .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                .collect();
+            tls_config = tls_config.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
+        let tls = tls_config.build();
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
@@ -301,7 +309,30 @@ impl Client {
             headers,
             timeout,
             attempts,
+            ca_bundle,
         })
+    }
+
+    /// The failure of a server certificate check: what is wrong and the fix.
+    fn certificate_error(&self, shown: &str, problem: &str) -> HttpError {
+        let fix = match &self.ca_bundle {
+            Some(path) => format!(
+                "check that options.ca_bundle (`{path}`) holds the certificate of the CA that \
+                 signed the server's certificate, or set options.verify_ssl: false to skip \
+                 verification (insecure)"
+            ),
+            None => "if the server uses a private or self-signed CA, set options.ca_bundle to \
+                     that CA's certificate (a PEM file), or set options.verify_ssl: false to \
+                     skip verification (insecure)"
+                .to_string(),
+        };
+        err(
+            HttpErrorKind::Connection,
+            format!(
+                "resource `{}`: TLS certificate check failed for {shown}: {problem}; {fix}",
+                self.resource
+            ),
+        )
     }
 
     /// The URL a request goes to, or `outside-base-url`.
@@ -430,6 +461,11 @@ impl Client {
             match result {
                 Ok(resp) if resp.status().as_u16() >= 500 && !last => {}
                 Ok(resp) => return Ok(into_response(resp)),
+                // A certificate that fails the check fails it again: no retry.
+                Err(e) if certificate_problem(&e).is_some() => {
+                    let problem = certificate_problem(&e).unwrap_or_default();
+                    return Err(self.certificate_error(&shown, &problem));
+                }
                 Err(e) if !retryable(&e) => {
                     return Err(err(
                         HttpErrorKind::InvalidRequest,
@@ -527,6 +563,15 @@ fn retryable(e: &ureq::Error) -> bool {
             | ureq::Error::RequireHttpsOnly(_)
             | ureq::Error::BodyExceedsLimit(_)
     )
+}
+
+/// A failed certificate check inside a transport error, described.
+fn certificate_problem(e: &ureq::Error) -> Option<String> {
+    match e {
+        ureq::Error::Rustls(r) => tls::certificate_problem(r),
+        ureq::Error::Io(io) => tls::certificate_problem(io),
+        _ => None,
+    }
 }
 
 fn into_response(resp: ureq::http::Response<ureq::Body>) -> Response {
@@ -736,6 +781,39 @@ mod tests {
         assert_eq!(
             e.message,
             "Unknown connector: rest:curl. Loaded: ['rest:http', 'rest:httpx']"
+        );
+    }
+
+    #[test]
+    fn tls_options_are_checked() {
+        let mut config = Map::new();
+        config.insert("base_url".into(), Value::String("https://x.test".into()));
+        let mut r = ResolvedResource {
+            name: "api".into(),
+            kind: "rest".into(),
+            driver: "http".into(),
+            config,
+            options: Map::new(),
+        };
+        r.options
+            .insert("verify_ssl".into(), Value::String("perhaps".into()));
+        let e = Client::from_resource(&r).err().unwrap();
+        assert_eq!(
+            e.message,
+            "resource `api`: options.verify_ssl must be true or false"
+        );
+        r.options.clear();
+        r.options.insert(
+            "ca_bundle".into(),
+            Value::String("/nonexistent/ca.pem".into()),
+        );
+        let e = Client::from_resource(&r).err().unwrap();
+        assert!(
+            e.message.starts_with(
+                "resource `api`: options.ca_bundle: cannot read the CA file `/nonexistent/ca.pem`"
+            ),
+            "{}",
+            e.message
         );
     }
 

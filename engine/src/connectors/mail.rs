@@ -6,6 +6,9 @@
 //! - `config.starttls` (default: true iff the port is 587), `config.tls` (implicit TLS from
 //!   the first byte, e.g. port 465; default false);
 //! - `config.from_addr` (default: `config.username`);
+//! - `options.ca_bundle`: a PEM file with the CA certificate(s) to trust instead of the
+//!   bundled public roots (a private CA); `options.verify_ssl: false` accepts any server
+//!   certificate (insecure);
 //! - `options.timeout` (seconds, 30) for the connection and every reply;
 //! - `options.retry.max_attempts` (1), with a pause of min(2^i, 5) s between attempts.
 //!
@@ -19,11 +22,13 @@ use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{SmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{
+    Certificate, CertificateStore, SmtpConnection, TlsParameters,
+};
 use lettre::transport::smtp::extension::ClientId;
 use serde_json::{Map, Value};
 
-use super::{Connectors, ResolvedResource};
+use super::{tls, Connectors, ResolvedResource};
 use crate::sandbox::bindings::aetherflow::step::mail::{MailError, MailErrorKind, Message};
 
 /// Drivers of kind `mail` this build implements.
@@ -41,6 +46,10 @@ struct SmtpSettings {
     from_addr: Option<String>,
     timeout: Duration,
     attempts: u32,
+    /// `options.ca_bundle`: the path as given and its certificates (DER).
+    ca_bundle: Option<(String, Vec<Vec<u8>>)>,
+    /// `options.verify_ssl` (default true).
+    verify: bool,
 }
 
 fn err(kind: MailErrorKind, message: impl Into<String>) -> MailError {
@@ -122,6 +131,49 @@ impl SmtpSettings {
         .map(|n| n.max(1.0) as u32)
         .unwrap_or(1)
         .min(100);
+        let verify = match tls::setting(r, "verify_ssl") {
+            None => true,
+            Some(v) => tls::as_bool(v).ok_or_else(|| {
+                bad(format!(
+                    "mail resource `{}`: options.verify_ssl must be true or false, got {v}",
+                    r.name
+                ))
+            })?,
+        };
+        let ca_bundle = match tls::setting(r, "ca_bundle") {
+            Some(Value::String(p)) if !p.trim().is_empty() => {
+                let certs = tls::read_ca_file(p).map_err(|m| {
+                    bad(format!(
+                        "mail resource `{}`: options.ca_bundle: {m}",
+                        r.name
+                    ))
+                })?;
+                Some((p.clone(), certs.iter().map(|c| c.to_vec()).collect()))
+            }
+            None | Some(Value::String(_)) => None,
+            Some(v) => {
+                return Err(bad(format!(
+                    "mail resource `{}`: options.ca_bundle must be the path of a PEM file, got {v}",
+                    r.name
+                )))
+            }
+        };
+        if ca_bundle.is_some() && !verify {
+            return Err(bad(format!(
+                "mail resource `{}`: options.ca_bundle and options.verify_ssl: false exclude each \
+                 other: keep ca_bundle to verify the server with that CA, or remove it to skip \
+                 verification (insecure)",
+                r.name
+            )));
+        }
+        if ca_bundle.is_some() && !tls && !starttls {
+            return Err(bad(format!(
+                "mail resource `{}`: options.ca_bundle is set but the connection is not \
+                 encrypted: set config.starttls: true (or config.tls: true for implicit TLS, \
+                 e.g. port 465)",
+                r.name
+            )));
+        }
         let username = text(&r.config, "username");
         Ok(SmtpSettings {
             from_addr: text(&r.config, "from_addr").or_else(|| username.clone()),
@@ -133,7 +185,27 @@ impl SmtpSettings {
             tls,
             timeout: Duration::from_secs_f64(timeout),
             attempts,
+            ca_bundle,
+            verify,
         })
+    }
+
+    /// The TLS parameters of a session: the bundled public roots, or only the CA of
+    /// `options.ca_bundle`; no verification with `options.verify_ssl: false`.
+    fn tls_parameters(&self) -> Result<TlsParameters, lettre::transport::smtp::Error> {
+        let mut b = TlsParameters::builder(self.host.clone());
+        if let Some((_, certs)) = &self.ca_bundle {
+            b = b.certificate_store(CertificateStore::None);
+            for der in certs {
+                b = b.add_root_certificate(Certificate::from_der(der.clone())?);
+            }
+        }
+        if !self.verify {
+            b = b
+                .dangerous_accept_invalid_certs(true)
+                .dangerous_accept_invalid_hostnames(true);
+        }
+        b.build_rustls()
     }
 
     /// Remove the password from a message that might quote it (a server echoing input).
@@ -290,6 +362,8 @@ struct Failure {
     cause: String,
     /// Worth another attempt (network trouble, a 4xx reply).
     transient: bool,
+    /// The server's certificate failed the check (this is the description).
+    certificate: Option<String>,
 }
 
 /// A socket read/write timeout: `TimedOut`, or `WouldBlock` as Linux reports it.
@@ -308,8 +382,12 @@ fn timed_out(e: &lettre::transport::smtp::Error) -> bool {
 }
 
 fn failure(kind: MailErrorKind, stage: &'static str, e: lettre::transport::smtp::Error) -> Failure {
-    let transient = !e.is_permanent();
-    let cause = if timed_out(&e) {
+    let certificate = tls::certificate_problem(&e);
+    // A certificate that fails the check fails it again.
+    let transient = !e.is_permanent() && certificate.is_none();
+    let cause = if let Some(problem) = &certificate {
+        problem.clone()
+    } else if timed_out(&e) {
         format!("timed out: no answer within the timeout ({e})")
     } else {
         e.to_string()
@@ -319,13 +397,15 @@ fn failure(kind: MailErrorKind, stage: &'static str, e: lettre::transport::smtp:
         stage,
         cause,
         transient,
+        certificate,
     }
 }
 
 fn attempt(s: &SmtpSettings, p: &Prepared) -> Result<(), Failure> {
     let hello = ClientId::default();
     let tls_params = |stage| {
-        TlsParameters::new(s.host.clone()).map_err(|e| failure(MailErrorKind::Connection, stage, e))
+        s.tls_parameters()
+            .map_err(|e| failure(MailErrorKind::Connection, stage, e))
     };
     let wrapper = if s.tls {
         Some(tls_params("SMTP TLS failed")?)
@@ -340,7 +420,7 @@ fn attempt(s: &SmtpSettings, p: &Prepared) -> Result<(), Failure> {
         None,
     )
     .map_err(|e| {
-        let stage = if s.tls && e.is_tls() {
+        let stage = if s.tls && (e.is_tls() || tls::certificate_problem(&e).is_some()) {
             "SMTP TLS failed"
         } else {
             "SMTP connection failed"
@@ -414,14 +494,23 @@ impl Connectors {
                         std::thread::sleep(Duration::from_secs(pause));
                         continue;
                     }
-                    let hint = match f.kind {
-                        MailErrorKind::Auth => {
-                            ". Check config.username and config.password of the resource"
+                    let hint = match (&f.certificate, &s.ca_bundle, f.kind) {
+                        (Some(_), Some((path, _)), _) => format!(
+                            ". Check that options.ca_bundle (`{path}`) holds the certificate of \
+                             the CA that signed the server's certificate, or set \
+                             options.verify_ssl: false to skip verification (insecure)"
+                        ),
+                        (Some(_), None, _) => ". If the server uses a private or self-signed \
+                             CA, set options.ca_bundle to that CA's certificate (a PEM file), or \
+                             set options.verify_ssl: false to skip verification (insecure)"
+                            .to_string(),
+                        (None, _, MailErrorKind::Auth) => {
+                            ". Check config.username and config.password of the resource".into()
                         }
-                        MailErrorKind::Connection => {
-                            ". Check config.host, config.port and config.tls/config.starttls"
+                        (None, _, MailErrorKind::Connection) => {
+                            ". Check config.host, config.port and config.tls/config.starttls".into()
                         }
-                        _ => "",
+                        _ => String::new(),
                     };
                     let message = format!(
                         "SMTP send failed after {made} attempt(s): {} (mail resource `{name}`, \
@@ -472,6 +561,42 @@ mod tests {
         ))
         .unwrap();
         assert!(s.tls && !s.starttls);
+    }
+
+    #[test]
+    fn tls_options_are_checked() {
+        let s = SmtpSettings::parse(&resource(
+            json!({"host": "h", "starttls": true}),
+            json!({"verify_ssl": false}),
+        ))
+        .unwrap();
+        assert!(!s.verify && s.ca_bundle.is_none());
+        s.tls_parameters().unwrap();
+        let e = SmtpSettings::parse(&resource(
+            json!({"host": "h", "starttls": true}),
+            json!({"verify_ssl": "maybe"}),
+        ))
+        .err()
+        .unwrap();
+        assert!(
+            e.message
+                .contains("options.verify_ssl must be true or false"),
+            "{}",
+            e.message
+        );
+        let e = SmtpSettings::parse(&resource(
+            json!({"host": "h", "tls": true}),
+            json!({"ca_bundle": "/nonexistent/ca.pem"}),
+        ))
+        .err()
+        .unwrap();
+        assert!(
+            e.message.starts_with(
+                "mail resource `m`: options.ca_bundle: cannot read the CA file `/nonexistent/ca.pem`"
+            ),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

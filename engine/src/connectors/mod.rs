@@ -8,6 +8,7 @@ pub mod mail;
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod tls;
 
 use std::any::Any;
 use std::collections::BTreeMap;

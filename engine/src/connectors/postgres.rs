@@ -9,18 +9,27 @@
 //! Parameters: a JSON list binds `$1`, `$2`, ...; a JSON object binds `:name` placeholders
 //! (rewritten to `$n`, as SQLAlchemy's `text()` does for the reference's postgres resources).
 //! Values are sent as text and the server converts them to the parameter's type.
+//!
+//! TLS follows libpq: `sslmode` (`disable`, `prefer` (default), `require`, `verify-ca`,
+//! `verify-full`) and `sslrootcert` (a PEM file, or `system` for the bundled public roots;
+//! `~/.postgresql/root.crt` when it exists and none is given), from `options`, `config` or
+//! the query of `config.url`, in that order. See [`TlsSettings`].
 
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
+use postgres::config::SslMode as WireSslMode;
 use postgres::types::{Format, FromSql, IsNull, Kind, ToSql, Type};
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config};
+use rustls::client::WebPkiServerVerifier;
+use rustls::ClientConfig;
 use serde_json::Value;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::sql::{self, Head, HeadSender, RowSink, SqlCursor, CHUNK_ROWS};
-use super::ResolvedResource;
+use super::{tls, ResolvedResource};
 use crate::sandbox::bindings::aetherflow::step::sql::{Cell, Column, SqlError, SqlErrorKind};
 
 /// Seconds to wait for a connection when `options.connect_timeout` is not set.
@@ -34,6 +43,262 @@ pub struct Postgres {
     /// `db resource 'name' (postgres user@host:port/db)`, the prefix of every error.
     label: String,
     pool: sql::Pool<Client>,
+    /// The TLS connector (also for cancel requests, which open their own connection).
+    tls: MakeRustlsConnect,
+}
+
+/// libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it, else plain; the certificate is not checked (unless
+    /// a root certificate is given: then its chain is).
+    Prefer,
+    /// TLS or no connection; the certificate is not checked (unless a root certificate is
+    /// given: then its chain is, as `verify-ca`).
+    Require,
+    /// TLS, and the certificate must chain to the root certificate.
+    VerifyCa,
+    /// As `verify-ca`, and the certificate must name the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    const NAMES: &'static str = "disable, prefer, require, verify-ca or verify-full";
+
+    fn parse(s: &str) -> Option<SslMode> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    fn verifies(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+/// Where the trusted roots come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootCert {
+    /// None given and no `~/.postgresql/root.crt`.
+    None,
+    /// `sslrootcert=system`: the bundled public (Mozilla) roots.
+    System,
+    /// A PEM file: given, or libpq's default `~/.postgresql/root.crt`.
+    File(String),
+}
+
+/// A resource's TLS settings (libpq's `sslmode` and `sslrootcert`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub mode: SslMode,
+    pub rootcert: RootCert,
+}
+
+/// Where the TLS settings may be given, for the hints in error messages.
+const WHERE_SSL: &str =
+    "options.sslmode / options.sslrootcert, or ?sslmode=...&sslrootcert=... in config.url";
+
+/// The libpq TLS parameters taken out of a connection string (the client library knows
+/// only some of them, and `verify-ca`/`verify-full` not at all).
+const SSL_KEYS: &[&str] = &["sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword"];
+
+/// Split the `SSL_KEYS` parameters off a URL's query: the URL without them, and them
+/// (percent-decoded).
+fn take_url_params(url: &str) -> (String, Vec<(String, String)>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), Vec::new());
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let mut kept = Vec::new();
+    let mut taken = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = decode(k);
+        if SSL_KEYS.contains(&key.as_str()) {
+            taken.push((key, decode(v)));
+        } else {
+            kept.push(pair);
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (rest, taken)
+}
+
+/// Split the `SSL_KEYS` parameters off a `key=value ...` connection string (values may be
+/// single-quoted, with `\` escapes), as [`take_url_params`].
+fn take_kv_params(dsn: &str) -> (String, Vec<(String, String)>) {
+    let chars: Vec<char> = dsn.chars().collect();
+    let mut i = 0;
+    let mut kept = Vec::new();
+    let mut taken = Vec::new();
+    let skip_ws = |i: &mut usize| {
+        while *i < chars.len() && chars[*i].is_whitespace() {
+            *i += 1;
+        }
+    };
+    loop {
+        skip_ws(&mut i);
+        if i >= chars.len() {
+            break;
+        }
+        let start = i;
+        while i < chars.len() && chars[i] != '=' && !chars[i].is_whitespace() {
+            i += 1;
+        }
+        let key: String = chars[start..i].iter().collect();
+        skip_ws(&mut i);
+        if i >= chars.len() || chars[i] != '=' {
+            // Not `key=value`: leave the rest to the client library's parser (and its error).
+            kept.push(chars[start..].iter().collect::<String>());
+            break;
+        }
+        i += 1;
+        skip_ws(&mut i);
+        let mut value = String::new();
+        if chars.get(i) == Some(&'\'') {
+            i += 1;
+            while i < chars.len() && chars[i] != '\'' {
+                if chars[i] == '\\' && i + 1 < chars.len() {
+                    i += 1;
+                }
+                value.push(chars[i]);
+                i += 1;
+            }
+            i += 1;
+        } else {
+            while i < chars.len() && !chars[i].is_whitespace() {
+                if chars[i] == '\\' && i + 1 < chars.len() {
+                    i += 1;
+                }
+                value.push(chars[i]);
+                i += 1;
+            }
+        }
+        if SSL_KEYS.contains(&key.as_str()) {
+            taken.push((key, value));
+        } else {
+            kept.push(chars[start..i.min(chars.len())].iter().collect());
+        }
+    }
+    (kept.join(" "), taken)
+}
+
+/// libpq's default root certificate file.
+fn default_root_cert() -> Option<String> {
+    let p = dirs::home_dir()?.join(".postgresql/root.crt");
+    p.is_file().then(|| p.display().to_string())
+}
+
+/// The TLS settings: `options.X`, else `config.X`, else the connection string's `X`;
+/// `sslmode` defaults to `prefer`, as libpq.
+fn tls_settings(
+    r: &ResolvedResource,
+    from_url: &[(String, String)],
+) -> Result<TlsSettings, String> {
+    let get = |key: &str| -> Option<String> {
+        tls::setting(r, key).and_then(str_of).or_else(|| {
+            from_url
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        })
+    };
+    for key in ["sslcert", "sslkey", "sslpassword"] {
+        if get(key).is_some_and(|v| !v.trim().is_empty()) {
+            return Err(format!(
+                "{key}: client certificates are not supported by the postgres connector; \
+                 remove {key} and authenticate with a password"
+            ));
+        }
+    }
+    let mode = match get("sslmode").filter(|v| !v.trim().is_empty()) {
+        None => SslMode::Prefer,
+        Some(m) => SslMode::parse(&m).ok_or_else(|| {
+            let allow = if m.trim() == "allow" {
+                " (`allow` is not supported: use `prefer`, TLS when the server offers it)"
+            } else {
+                ""
+            };
+            format!("sslmode must be {}, got {m:?}{allow}", SslMode::NAMES)
+        })?,
+    };
+    let rootcert = match get("sslrootcert").filter(|v| !v.trim().is_empty()) {
+        Some(v) if v.trim() == "system" => RootCert::System,
+        Some(v) => RootCert::File(v.trim().to_string()),
+        None => default_root_cert().map_or(RootCert::None, RootCert::File),
+    };
+    if mode.verifies() && rootcert == RootCert::None {
+        return Err(format!(
+            "sslmode={} checks the server's certificate, so it needs the certificate of the CA \
+             that signed it: set sslrootcert to that CA's PEM file ({WHERE_SSL}), or \
+             sslrootcert=system to trust the public CAs; or use sslmode=require to encrypt \
+             without checking the certificate",
+            mode.name()
+        ));
+    }
+    Ok(TlsSettings { mode, rootcert })
+}
+
+/// The rustls connector for `settings` (never used with `sslmode=disable`).
+fn tls_connector(settings: &TlsSettings) -> Result<MakeRustlsConnect, String> {
+    let provider = tls::provider();
+    let roots = match &settings.rootcert {
+        RootCert::None => None,
+        RootCert::System => Some(tls::public_roots()),
+        RootCert::File(path) => Some(tls::root_store(
+            &tls::read_ca_file(path).map_err(|m| format!("sslrootcert: {m}"))?,
+        )),
+    };
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    let mut config = match (settings.mode, roots) {
+        (_, None) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(tls::AcceptAnyCertificate(provider)))
+            .with_no_client_auth(),
+        (SslMode::VerifyFull, Some(roots)) => {
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        (_, Some(roots)) => {
+            let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| format!("sslrootcert: {e}"))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(tls::ChainOnly(verifier)))
+                .with_no_client_auth()
+        }
+    };
+    // PostgreSQL 17's direct TLS (`sslnegotiation=direct`) wants this ALPN name.
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(MakeRustlsConnect::new(config))
 }
 
 fn conn_error(message: String) -> SqlError {
@@ -52,10 +317,12 @@ fn str_of(v: &Value) -> Option<String> {
 }
 
 /// The client configuration from `config.url` and/or `host`, `port`, `user`, `password`,
-/// `dbname` (fields override the URL) and `options.connect_timeout` (seconds).
-pub fn config_from(r: &ResolvedResource) -> Result<Config, String> {
+/// `dbname` (fields override the URL) and `options.connect_timeout` (seconds), and the TLS
+/// settings (see [`tls_settings`]).
+pub fn config_from(r: &ResolvedResource) -> Result<(Config, TlsSettings), String> {
     let c = &r.config;
     let get = |keys: &[&str]| keys.iter().find_map(|k| c.get(*k).and_then(str_of));
+    let mut from_url = Vec::new();
     let mut config = match get(&["url", "dsn"]) {
         Some(url) if !url.trim().is_empty() => {
             // SQLAlchemy-style `postgresql+psycopg2://` URLs (the reference's) are accepted.
@@ -66,7 +333,13 @@ pub fn config_from(r: &ResolvedResource) -> Result<Config, String> {
                 }
                 _ => url.to_string(),
             };
-            url.parse::<Config>()
+            let (rest, ssl) = if url.contains("://") {
+                take_url_params(&url)
+            } else {
+                take_kv_params(&url)
+            };
+            from_url = ssl;
+            rest.parse::<Config>()
                 .map_err(|e| format!("config.url is not a valid postgres URL: {e}"))?
         }
         _ => Config::new(),
@@ -113,7 +386,13 @@ pub fn config_from(r: &ResolvedResource) -> Result<Config, String> {
     if config.get_application_name().is_none() {
         config.application_name("aetherflow");
     }
-    Ok(config)
+    let settings = tls_settings(r, &from_url)?;
+    config.ssl_mode(match settings.mode {
+        SslMode::Disable => WireSslMode::Disable,
+        SslMode::Prefer => WireSslMode::Prefer,
+        _ => WireSslMode::Require,
+    });
+    Ok((config, settings))
 }
 
 fn label(r: &ResolvedResource, config: &Config) -> String {
@@ -161,18 +440,56 @@ fn error_text(e: &postgres::Error) -> String {
     s
 }
 
+/// Why a connection failed, with the fix when it is about TLS.
+fn connect_error_text(e: &postgres::Error, settings: &TlsSettings) -> String {
+    let mode = settings.mode.name();
+    if let Some(problem) = tls::certificate_problem(e) {
+        let name_problem = problem.contains("not valid for");
+        let fix = match (&settings.rootcert, name_problem) {
+            (_, true) => format!(
+                "connect with the host name the certificate names, or use sslmode=verify-ca to \
+                 check only that a trusted CA signed it ({WHERE_SSL})"
+            ),
+            (RootCert::File(path), false) => format!(
+                "check that sslrootcert (`{path}`) holds the certificate of the CA that signed \
+                 the server's certificate, or use sslmode=require to encrypt without checking \
+                 the certificate ({WHERE_SSL})"
+            ),
+            (_, false) => format!(
+                "set sslrootcert to the PEM file of the CA that signed the server's \
+                 certificate, or use sslmode=require to encrypt without checking the \
+                 certificate ({WHERE_SSL})"
+            ),
+        };
+        return format!("TLS certificate check failed (sslmode={mode}): {problem}; {fix}");
+    }
+    let text = error_text(e);
+    if text.contains("server does not support TLS") {
+        return format!(
+            "{text}: sslmode={mode} needs TLS but the server does not offer it (ssl = off); \
+             turn ssl on in the server, or use sslmode=prefer or sslmode=disable ({WHERE_SSL})"
+        );
+    }
+    text
+}
+
 impl Postgres {
     pub fn new(r: &ResolvedResource, keep: bool) -> Result<Postgres, SqlError> {
-        let config =
-            config_from(r).map_err(|m| conn_error(format!("db resource '{}': {m}", r.name)))?;
+        let bad = |m: String| conn_error(format!("db resource '{}': {m}", r.name));
+        let (config, settings) = config_from(r).map_err(bad)?;
+        let tls = tls_connector(&settings).map_err(bad)?;
         let label = label(r, &config);
         let open_label = label.clone();
+        let open_tls = tls.clone();
         let pool = sql::Pool::new(keep, move || {
-            config.connect(NoTls).map_err(|e| {
-                conn_error(format!("{open_label}: cannot connect: {}", error_text(&e)))
+            config.connect(open_tls.clone()).map_err(|e| {
+                conn_error(format!(
+                    "{open_label}: cannot connect: {}",
+                    connect_error_text(&e, &settings)
+                ))
             })
         });
-        Ok(Postgres { label, pool })
+        Ok(Postgres { label, pool, tls })
     }
 
     fn take(&self) -> Result<Client, SqlError> {
@@ -373,12 +690,13 @@ impl Postgres {
         // A cursor dropped while the worker still streams cancels the running statement
         // (the worker then closes the connection instead of pooling it).
         let state = state.clone();
+        let tls = self.tls.clone();
         let cancel: sql::Cancel = Box::new(move || {
             let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
             if !st.done {
                 st.cancelled = true;
                 std::thread::spawn(move || {
-                    let _ = cancel_token.cancel_query(NoTls);
+                    let _ = cancel_token.cancel_query(tls);
                 });
             }
         });
@@ -877,6 +1195,103 @@ fn rewrite_named(sql: &str) -> (String, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resource(config: Value, options: Value) -> ResolvedResource {
+        ResolvedResource {
+            name: "pg".into(),
+            kind: "db".into(),
+            driver: "postgres".into(),
+            config: config.as_object().unwrap().clone(),
+            options: options.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn ssl_parameters_are_taken_out_of_urls_and_key_value_strings() {
+        let (rest, taken) = take_url_params(
+            "postgres://u:p@h:5/db?application_name=x&sslmode=verify-full&sslrootcert=%2Ftmp%2Fca%20x.pem",
+        );
+        assert_eq!(rest, "postgres://u:p@h:5/db?application_name=x");
+        assert_eq!(
+            taken,
+            vec![
+                ("sslmode".to_string(), "verify-full".to_string()),
+                ("sslrootcert".to_string(), "/tmp/ca x.pem".to_string())
+            ]
+        );
+        let (rest, taken) = take_url_params("postgres://u@h/db?sslmode=require");
+        assert_eq!(rest, "postgres://u@h/db");
+        assert_eq!(taken.len(), 1);
+        let (rest, taken) = take_kv_params(
+            "host=h user=u sslmode = verify-ca sslrootcert='/tmp/my ca.pem' dbname=d",
+        );
+        assert_eq!(rest, "host=h user=u dbname=d");
+        assert_eq!(
+            taken,
+            vec![
+                ("sslmode".to_string(), "verify-ca".to_string()),
+                ("sslrootcert".to_string(), "/tmp/my ca.pem".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn tls_settings_follow_libpq() {
+        use serde_json::json;
+        // Default: prefer; options win over config, config over the URL.
+        let url = "postgres://u@h/db?sslmode=require&sslrootcert=/u.pem";
+        let (config, s) = config_from(&resource(json!({"url": url}), json!({}))).unwrap();
+        assert_eq!(s.mode, SslMode::Require);
+        assert_eq!(s.rootcert, RootCert::File("/u.pem".into()));
+        assert_eq!(config.get_ssl_mode(), WireSslMode::Require);
+        let (_, s) = config_from(&resource(
+            json!({"url": url, "sslmode": "disable"}),
+            json!({"sslmode": "verify-full", "sslrootcert": "system"}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (s.mode, s.rootcert),
+            (SslMode::VerifyFull, RootCert::System)
+        );
+        let (config, s) = config_from(&resource(
+            json!({"host": "h", "user": "u", "sslmode": "disable"}),
+            json!({}),
+        ))
+        .unwrap();
+        assert_eq!(s.mode, SslMode::Disable);
+        assert_eq!(config.get_ssl_mode(), WireSslMode::Disable);
+        if default_root_cert().is_none() {
+            let (config, s) =
+                config_from(&resource(json!({"host": "h", "user": "u"}), json!({}))).unwrap();
+            assert_eq!((s.mode, s.rootcert), (SslMode::Prefer, RootCert::None));
+            assert_eq!(config.get_ssl_mode(), WireSslMode::Prefer);
+            let e = config_from(&resource(
+                json!({"host": "h", "user": "u"}),
+                json!({"sslmode": "verify-ca"}),
+            ))
+            .unwrap_err();
+            assert!(
+                e.starts_with("sslmode=verify-ca checks the server's certificate"),
+                "{e}"
+            );
+        }
+        let e = config_from(&resource(
+            json!({"url": "postgres://u@h/db?sslmode=allow"}),
+            json!({}),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "sslmode must be disable, prefer, require, verify-ca or verify-full, got \"allow\" \
+             (`allow` is not supported: use `prefer`, TLS when the server offers it)"
+        );
+        let e = config_from(&resource(
+            json!({"url": "postgres://u@h/db?sslcert=/c.pem&sslkey=/k.pem"}),
+            json!({}),
+        ))
+        .unwrap_err();
+        assert!(e.contains("client certificates are not supported"), "{e}");
+    }
 
     #[test]
     fn named_params_are_rewritten_outside_literals_and_casts() {

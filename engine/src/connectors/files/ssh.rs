@@ -24,6 +24,7 @@ use ssh2::{
 };
 
 use super::{FileOp, FileOut};
+use crate::connectors::tls::expand_home;
 use crate::connectors::ResolvedResource;
 use crate::sandbox::bindings::aetherflow::step::files::{
     FilesError, FilesErrorKind, RemoteFileMeta,
@@ -58,14 +59,6 @@ fn text(map: &Map<String, Value>, keys: &[&str]) -> Option<String> {
         Some(Value::Bool(b)) => Some(b.to_string()),
         _ => None,
     })
-}
-
-/// `~/x` → `$HOME/x`.
-fn expand_home(p: &str) -> PathBuf {
-    match (p.strip_prefix("~/"), dirs::home_dir()) {
-        (Some(rest), Some(home)) => home.join(rest),
-        _ => PathBuf::from(p),
-    }
 }
 
 impl Config {
