@@ -272,15 +272,20 @@ fn postgres_unreachable_host_fails_within_connect_timeout() {
     if server_env("AF_TEST_PG_URL").is_none() {
         return;
     }
-    // A non-routable address: either the network says so at once, or the 1 s timeout hits.
+    // A loopback port whose connects hang (as a host that drops packets): only the 1 s
+    // connect timeout ends the attempt.
+    let silent = crate::harness::silent_port();
     let flow = header("pgto")
-        + r#"resources:
-  far: {kind: db, driver: postgres, config: {host: 10.255.255.1, port: 5432, user: x, password: y, dbname: z}, options: {connect_timeout: 1}}
+        + &format!(
+            r#"resources:
+  far: {{kind: db, driver: postgres, config: {{host: 127.0.0.1, port: {}, user: x, password: y, dbname: z}}, options: {{connect_timeout: 1}}}}
 jobs:
   - id: j
     steps:
-      - {id: s, type: db_fetch_small, inputs: {resource: far, sql: "SELECT 1"}}
-"#;
+      - {{id: s, type: db_fetch_small, inputs: {{resource: far, sql: "SELECT 1"}}}}
+"#,
+            silent.port
+        );
     let t = Test::new().flow(flow.as_str());
     let start = Instant::now();
     let out = t.run_args(&["run", "flow.yaml", "--run-id", "t1"]);
@@ -288,6 +293,11 @@ jobs:
     assert!(
         start.elapsed() < Duration::from_secs(15),
         "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "failed before the connect timeout: {:?}",
         start.elapsed()
     );
     let e = step_error(&out, "s");

@@ -245,3 +245,56 @@ pub fn server_env(var: &str) -> Option<String> {
         }
     }
 }
+
+/// A loopback port where TCP connects hang, as with a host that drops packets: a listener
+/// with the smallest accept queue, filled and never accepted, so the kernel drops further
+/// SYNs and a client waits for its connect timeout. Keep the value alive while testing.
+pub struct SilentPort {
+    pub port: u16,
+    _fd: std::os::fd::OwnedFd,
+    _queued: Vec<std::net::TcpStream>,
+}
+
+pub fn silent_port() -> SilentPort {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a descriptor this function owns; `addr` outlives them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(
+            libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len),
+            0
+        );
+        assert_eq!(libc::listen(fd, 0), 0);
+        let mut got = len;
+        libc::getsockname(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut got);
+        let port = u16::from_be(addr.sin_port);
+        // Fill the queue: connects succeed until it is full, then they hang.
+        let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut queued = Vec::new();
+        for _ in 0..8 {
+            match std::net::TcpStream::connect_timeout(
+                &target,
+                std::time::Duration::from_millis(300),
+            ) {
+                Ok(s) => queued.push(s),
+                Err(_) => break,
+            }
+        }
+        assert!(
+            std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_millis(300))
+                .is_err(),
+            "the accept queue of port {port} did not fill"
+        );
+        SilentPort {
+            port,
+            _fd: owned,
+            _queued: queued,
+        }
+    }
+}
