@@ -55,19 +55,11 @@ impl Chunk {
     }
 
     fn text_at(&self, cell: u32) -> usize {
-        if cell == 0 {
-            0
-        } else {
-            self.rows.text_ends[cell as usize - 1] as usize
-        }
+        offset_before(&self.rows.text_ends, cell)
     }
 
     fn blob_at(&self, cell: u32) -> usize {
-        if cell == 0 {
-            0
-        } else {
-            self.rows.blob_ends[cell as usize - 1] as usize
-        }
+        offset_before(&self.rows.blob_ends, cell)
     }
 
     /// Text and blob bytes of rows `from..to`.
@@ -104,6 +96,14 @@ impl Chunk {
                 .iter()
                 .map(|e| e - b0 as u32 + base),
         );
+    }
+}
+
+/// Where the `cell`-th value of a concatenation starts, given the end of each value.
+fn offset_before(ends: &[u32], cell: u32) -> usize {
+    match cell {
+        0 => 0,
+        n => ends[n as usize - 1] as usize,
     }
 }
 
