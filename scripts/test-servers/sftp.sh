@@ -4,9 +4,8 @@
 #   bash scripts/test-servers/sftp.sh start   # prints the export AF_TEST_SFTP_... lines
 #   bash scripts/test-servers/sftp.sh stop
 #
-# It installs what it needs with apt-get when missing: openssh-server (sshd), openssh-client
-# (ssh-keygen, ssh-keyscan), and libssl-dev + pkg-config, which the engine's SSH library
-# (libssh2, built from source by the `ssh2` crate against the system OpenSSL) needs to build.
+# It installs what it needs with apt-get when missing: openssh-server (sshd) and
+# openssh-client (ssh-keygen, ssh-keyscan).
 # Its own sshd (`-f` with its own config, password and public-key auth, `internal-sftp`
 # only) runs as root on a free high port of 127.0.0.1; a system user `aftest_sftp` (no shell)
 # owns the files under $AF_SERVERS_DIR/sftp/home, which is what the tests read back.
@@ -39,8 +38,6 @@ fi
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh-keygen >/dev/null && command -v ssh-keyscan >/dev/null || need+=(openssh-client)
-dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
-command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ "${#need[@]}" -gt 0 ]; then
     log "installing ${need[*]}"
     # Keep the package's own sshd service (port 22) from being started by the install.
