@@ -288,7 +288,8 @@ impl Step for DbExtractStream {
                     file_opt(&inputs, "row_group_size"),
                     parquet_out::DEFAULT_ROW_GROUP_SIZE,
                 )? {
-                    n if n >= 1 => n as usize,
+                    // usize is 32 bits in wasm32: more than 4Gi rows is "no limit" anyway.
+                    n if n >= 1 => n.min(u32::MAX as i64) as usize,
                     n => {
                         return Err(Error::invalid_input(format!(
                             "db_extract_stream input row_group_size must be at least 1, got {n}"

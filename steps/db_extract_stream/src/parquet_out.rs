@@ -45,9 +45,12 @@ pub fn parse_compression(name: &str) -> Result<Compression, Error> {
         "none" | "uncompressed" => Compression::UNCOMPRESSED,
         "snappy" | "" => Compression::SNAPPY,
         "lz4" | "lz4_raw" => Compression::LZ4_RAW,
-        other => return Err(Error::invalid_input(format!(
-            "db_extract_stream: unsupported parquet compression {other:?}; use snappy, lz4 or none"
-        ))),
+        other => {
+            return Err(Error::invalid_input(format!(
+                "db_extract_stream: unsupported parquet compression {other:?}; \
+                 use snappy, lz4 or none"
+            )))
+        }
     })
 }
 
