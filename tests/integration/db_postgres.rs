@@ -89,6 +89,9 @@ fn postgres_types_round_trip_and_execute_counts() {
       - id: csv
         type: db_extract_stream
         inputs: {{resource: pg, sql: "SELECT * FROM {table} ORDER BY i", output: types.csv, format: csv, emit_dtypes: true}}
+      - id: parquet
+        type: db_extract_stream
+        inputs: {{resource: pg, sql: "SELECT i, i8, f4, num, b, txt, ch, d, ts, tz, tm, u, nul FROM {table} ORDER BY i", output: types.parquet, format: parquet, emit_dtypes: true}}
       - id: drop
         type: test_sql_exec
         inputs: {{resource: pg, statements: ["DROP TABLE {table}"]}}
@@ -97,8 +100,8 @@ fn postgres_types_round_trip_and_execute_counts() {
     let t = Test::new()
         .flow(&flow)
         .env("AETHERFLOW_PLUGIN_PATHS", fx::SQL_EXEC);
-    t.run_args(&["run", "flow.yaml", "--run-id", "p1"])
-        .status(0);
+    let run = t.run_args(&["run", "flow.yaml", "--run-id", "p1"]);
+    run.status(0);
     let v = show(&t, "p1");
     assert_eq!(
         outputs(&v, "j", "setup")["affected"],
@@ -138,6 +141,96 @@ fn postgres_types_round_trip_and_execute_counts() {
     assert_eq!(csv_out["row_count"], 3);
     assert_eq!(csv_out["dtypes"]["by"], "string");
     assert_eq!(csv_out["dtypes"]["tz"], "datetime");
+    // parquet from the typed values: numeric as float64 (with the reference's warning),
+    // dates, timestamps in ms (timestamptz as UTC), everything else as strings.
+    let pq = outputs(&v, "j", "parquet");
+    assert_eq!(pq["row_count"], 3);
+    let path = t.path("work/pgtypes/j/p1/artifacts/types.parquet");
+    assert_eq!(pq["sha256"], crate::db_parquet::sha256_file(&path));
+    let p = crate::db_parquet::read_parquet(&path);
+    assert_eq!(
+        p.schema,
+        [
+            "i: INT64",
+            "i8: INT64",
+            "f4: DOUBLE",
+            "num: DOUBLE",
+            "b: BOOLEAN",
+            "txt: BYTE_ARRAY String",
+            "ch: BYTE_ARRAY String",
+            "d: INT32 Date",
+            "ts: INT64 Timestamp(MILLIS, utc=false)",
+            "tz: INT64 Timestamp(MILLIS, utc=false)",
+            "tm: BYTE_ARRAY String",
+            "u: BYTE_ARRAY String",
+            "nul: BYTE_ARRAY String",
+        ]
+    );
+    use parquet::record::Field;
+    let s = |v: &str| Field::Str(v.into());
+    assert_eq!(
+        p.rows,
+        [
+            vec![
+                Field::Long(1),
+                Field::Long(i64::MAX),
+                Field::Double(1.1),
+                Field::Double(1234.5678),
+                Field::Bool(true),
+                s("héllo\ttab \"q\""),
+                s("ab "),
+                Field::Date(19782),                    // 2024-02-29
+                Field::TimestampMillis(1704164645123), // 2024-01-02 03:04:05.123456
+                Field::TimestampMillis(1704157445000), // 2024-01-02 03:04:05+02
+                s("13:14:15"),
+                s("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+                Field::Null,
+            ],
+            vec![
+                Field::Long(2),
+                Field::Null,
+                Field::Null,
+                Field::Double(-0.00001),
+                Field::Bool(false),
+                s("x"),
+                Field::Null,
+                Field::Date(10956),                   // 1999-12-31
+                Field::TimestampMillis(946684799000), // 1999-12-31 23:59:59
+                Field::Null,
+                Field::Null,
+                Field::Null,
+                Field::Null,
+            ],
+            vec![
+                Field::Long(3),
+                Field::Null,
+                Field::Null,
+                Field::Double(0.0),
+                Field::Null,
+                s("x"),
+                Field::Null,
+                Field::Null,
+                Field::Null,
+                Field::Null,
+                Field::Null,
+                Field::Null,
+                Field::Null,
+            ],
+        ]
+    );
+    let warnings: Vec<Value> = run
+        .named("step_log")
+        .into_iter()
+        .filter(|e| e["step_id"] == "parquet" && e["level"] == "WARNING")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("column \"num\": exact decimals written as float64"),
+        "{warnings:?}"
+    );
 }
 
 #[test]

@@ -71,8 +71,9 @@ fn example_plugin_greet() {
     );
 }
 
-/// examples/chain against the real test servers: Postgres -> csv, HTTP -> json, zip with a
-/// password, SFTP upload and listing, mail. Each server is checked for what it received.
+/// examples/chain against the real test servers: Postgres -> csv and parquet, HTTP -> json,
+/// zip with a password, SFTP upload and listing, mail. Each server is checked for what it
+/// received.
 #[test]
 fn example_chain_against_the_test_servers() {
     let (Some(pg), Some(http_log), Some(sftp_root), Some(smtp_dir)) = (
@@ -124,6 +125,34 @@ fn example_chain_against_the_test_servers() {
         std::fs::read_to_string(artifacts.join("out/sales.csv")).unwrap(),
         "id,region,amount,sold_on\n1,north,120.50,2026-01-03\n2,south,80.00,2026-01-04\n3,east,42.25,2026-01-04\n4,north,17.00,2026-01-05\n5,west,,2026-01-06\n6,Zürich,3.50,\n"
     );
+    // Postgres: the parquet, typed (numeric as float64, date as DATE), read back.
+    let parquet = artifacts.join("out/sales.parquet");
+    let p = crate::db_parquet::read_parquet(&parquet);
+    assert_eq!(
+        p.schema,
+        [
+            "id: INT64",
+            "region: BYTE_ARRAY String",
+            "amount: DOUBLE",
+            "sold_on: INT32 Date"
+        ]
+    );
+    {
+        use parquet::record::Field::{Date, Double, Long, Null, Str};
+        let row = |id, region: &str, amount, day| vec![Long(id), Str(region.into()), amount, day];
+        assert_eq!(
+            p.rows,
+            [
+                row(1, "north", Double(120.5), Date(20456)), // 2026-01-03
+                row(2, "south", Double(80.0), Date(20457)),
+                row(3, "east", Double(42.25), Date(20457)),
+                row(4, "north", Double(17.0), Date(20458)),
+                row(5, "west", Null, Date(20459)),
+                row(6, "Zürich", Double(3.5), Null),
+            ]
+        );
+    }
+    let parquet_sha = crate::db_parquet::sha256_file(&parquet);
     // HTTP: one more GET of the targets, and the body saved as is.
     let requests_after = std::fs::read_to_string(&http_log).unwrap();
     let count = |s: &str| s.matches("\"path\": \"/api/targets.json\"").count();
@@ -150,7 +179,7 @@ fn example_chain_against_the_test_servers() {
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&listing.stdout).trim(),
-        "[('sales.csv', True), ('targets.json', True)]"
+        "[('sales.csv', True), ('sales.parquet', True), ('targets.json', True)]"
     );
     // SMTP: the summary, with the figures of the earlier steps.
     let subject = format!("Sales report {run_id}");
@@ -196,6 +225,7 @@ fn example_chain_against_the_test_servers() {
     let body = String::from_utf8_lossy(&body.stdout);
     assert!(
         body.contains("6 rows extracted (csv sha256 ")
+            && body.contains(&format!("parquet sha256 {parquet_sha})"))
             && body.contains(&format!("1 file(s) uploaded to reports/{run_id}.")),
         "{body}"
     );

@@ -9,6 +9,7 @@ mod config;
 mod crash;
 mod data_safety;
 mod db_golden;
+mod db_parquet;
 mod db_postgres;
 mod examples;
 mod gating;

@@ -1,10 +1,13 @@
 //! `db_extract_stream`: run a query on a granted `db` resource and stream the result into
-//! a tsv or csv file in the job workspace, with the reference's file options (`delimiter`,
-//! `quotechar`, `escapechar`, `doublequote`, `quoting`, `linefeed`, `include_header`,
-//! `encoding`), byte-identical to its Python `csv.writer` output. Rows stream through the
-//! host cursor in `fetch_size` batches; the file is written under `<output>.tmp` and renamed,
-//! so a failed or killed step never leaves a partial file under the final name. The outputs
-//! include the sha256 of the file. `format: parquet` is not supported yet (a clear error).
+//! a tsv, csv or parquet file in the job workspace. tsv and csv take the reference's file
+//! options (`delimiter`, `quotechar`, `escapechar`, `doublequote`, `quoting`, `linefeed`,
+//! `include_header`, `encoding`) and are byte-identical to its Python `csv.writer` output;
+//! parquet is typed by the dtypes (given or inferred) and streamed in row groups
+//! (`parquet_out`). Rows stream through the host cursor in `fetch_size` batches; the file
+//! is written under `<output>.tmp` and renamed, so a failed or killed step never leaves a
+//! partial file under the final name. The outputs include the sha256 of the file.
+
+mod parquet_out;
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -12,7 +15,7 @@ use std::path::Path;
 
 use aetherflow_sdk::pyfmt::{write_cell_str, write_json_value, CsvWriter, Quoting};
 use aetherflow_sdk::sql::{self, DtypeSampler};
-use aetherflow_sdk::{export_step, json, Context, Error, Info, Map, Outcome, Step, Value};
+use aetherflow_sdk::{export_step, json, log, Context, Error, Info, Map, Outcome, Step, Value};
 use sha2::{Digest, Sha256};
 
 struct DbExtractStream;
@@ -170,9 +173,21 @@ struct Plan {
     statement: String,
     params: Value,
     fetch_size: u32,
-    include_header: bool,
-    writer: CsvWriter,
-    encoding: Encoding,
+    target: Target,
+}
+
+/// What the rows are written as.
+enum Target {
+    Text {
+        include_header: bool,
+        writer: CsvWriter,
+        encoding: Encoding,
+    },
+    Parquet {
+        dtypes: Option<Map>,
+        compression: parquet::basic::Compression,
+        row_group_size: usize,
+    },
 }
 
 impl Step for DbExtractStream {
@@ -181,8 +196,8 @@ impl Step for DbExtractStream {
     fn info() -> Info {
         Info::new("db_extract_stream", env!("CARGO_PKG_VERSION"))
             .description(
-                "Stream a query on a db resource into a tsv or csv file in the job workspace \
-                 (Python csv options, sha256, optional dtypes).",
+                "Stream a query on a db resource into a tsv, csv or parquet file in the job \
+                 workspace (Python csv options; typed parquet row groups; sha256, optional dtypes).",
             )
             .schema(json!({
                 "type": "object",
@@ -192,11 +207,13 @@ impl Step for DbExtractStream {
                     "sql": {"type": "string"},
                     "output": {"type": "string", "description": "File path; relative to the job artifacts dir."},
                     "params": {"description": "null, a list or an object (see docs/connectors/db.md)."},
-                    "format": {"enum": ["tsv", "csv"], "default": "tsv"},
+                    "format": {"enum": ["tsv", "csv", "parquet"], "default": "tsv"},
                     "fetch_size": {"type": "integer", "minimum": 1, "default": 5000},
+                    "compression": {"enum": ["snappy", "lz4", "none"], "default": "snappy", "description": "parquet only."},
+                    "row_group_size": {"type": "integer", "minimum": 1, "default": parquet_out::DEFAULT_ROW_GROUP_SIZE, "description": "parquet only: rows per row group (a group also ends at 64 MiB of values)."},
                     "include_header": {"type": "boolean", "default": true},
                     "emit_dtypes": {"type": "boolean", "default": false},
-                    "dtypes": {"description": "{column: type}, or its JSON text."},
+                    "dtypes": {"description": "{column: type}, or its JSON text; parquet column types (int, float, bool, date, datetime, else string)."},
                     "dtypes_json": {"description": "Used when dtypes is empty."},
                     "encoding": {"type": "string", "default": "utf-8"},
                     "delimiter": {"type": "string", "description": "Default tab (tsv) or comma (csv)."},
@@ -248,58 +265,50 @@ impl Step for DbExtractStream {
                 ))
             }
         };
-        match fmt.as_str() {
-            "tsv" | "csv" => {}
-            "parquet" => {
-                return Err(Error::invalid_input(
-                    "db_extract_stream: format parquet is not supported yet by AetherFlow-RS; \
-                     use format tsv or csv",
-                ))
+        let fetch_size =
+            int_input("fetch_size", inputs.get("fetch_size"), 5000)?.clamp(1, 10_000) as u32;
+        let target = match fmt.as_str() {
+            "tsv" | "csv" => {
+                for k in ["compression", "row_group_size"] {
+                    if file_opt(&inputs, k).is_some() {
+                        return Err(Error::invalid_input(format!(
+                            "db_extract_stream: {k} applies to format parquet only (format is {fmt})"
+                        )));
+                    }
+                }
+                text_target(&inputs, &fmt)?
             }
+            "parquet" => Target::Parquet {
+                dtypes: dtypes.clone(),
+                compression: parquet_out::parse_compression(
+                    &file_opt(&inputs, "compression").map_or("snappy".into(), py_str),
+                )?,
+                row_group_size: match int_input(
+                    "row_group_size",
+                    file_opt(&inputs, "row_group_size"),
+                    parquet_out::DEFAULT_ROW_GROUP_SIZE,
+                )? {
+                    // usize is 32 bits in wasm32: more than 4Gi rows is "no limit" anyway.
+                    n if n >= 1 => n.min(u32::MAX as i64) as usize,
+                    n => {
+                        return Err(Error::invalid_input(format!(
+                            "db_extract_stream input row_group_size must be at least 1, got {n}"
+                        )))
+                    }
+                },
+            },
             other => {
                 return Err(Error::invalid_input(format!(
                     "db_extract_stream unsupported format: {other}"
                 )))
             }
-        }
-        let quoting = match file_opt(&inputs, "quoting") {
-            None => Quoting::Minimal,
-            Some(v) => match py_str(v).trim().to_lowercase().as_str() {
-                "all" => Quoting::All,
-                "none" => Quoting::None,
-                "nonnumeric" => Quoting::NonNumeric,
-                // The reference falls back to minimal for anything else.
-                _ => Quoting::Minimal,
-            },
         };
-        let writer = CsvWriter {
-            delimiter: match file_opt(&inputs, "delimiter") {
-                Some(v) => one_char("delimiter", v)?,
-                None if fmt == "tsv" => '\t',
-                None => ',',
-            },
-            quotechar: match file_opt(&inputs, "quotechar") {
-                Some(v) => one_char("quotechar", v)?,
-                None => '"',
-            },
-            escapechar: file_opt(&inputs, "escapechar")
-                .map(|v| one_char("escapechar", v))
-                .transpose()?,
-            doublequote: bool_input("doublequote", file_opt(&inputs, "doublequote"), true)?,
-            quoting,
-            lineterminator: file_opt(&inputs, "linefeed").map_or("\n".into(), py_str),
-        };
-        let encoding =
-            Encoding::parse(&file_opt(&inputs, "encoding").map_or("utf-8".into(), py_str))?;
         let plan = Plan {
             resource,
             statement,
             params: jsonish(inputs.get("params")).unwrap_or(Value::Null),
-            fetch_size: int_input("fetch_size", inputs.get("fetch_size"), 5000)?.clamp(1, 10_000)
-                as u32,
-            include_header: bool_input("include_header", inputs.get("include_header"), true)?,
-            writer,
-            encoding,
+            fetch_size,
+            target,
         };
 
         let out = ctx.resolve_path(&output)?;
@@ -346,6 +355,43 @@ impl Step for DbExtractStream {
     }
 }
 
+/// The tsv/csv options: Python's `csv.writer` settings, the header and the encoding.
+fn text_target(inputs: &Map, fmt: &str) -> Result<Target, Error> {
+    let quoting = match file_opt(inputs, "quoting") {
+        None => Quoting::Minimal,
+        Some(v) => match py_str(v).trim().to_lowercase().as_str() {
+            "all" => Quoting::All,
+            "none" => Quoting::None,
+            "nonnumeric" => Quoting::NonNumeric,
+            // The reference falls back to minimal for anything else.
+            _ => Quoting::Minimal,
+        },
+    };
+    let writer = CsvWriter {
+        delimiter: match file_opt(inputs, "delimiter") {
+            Some(v) => one_char("delimiter", v)?,
+            None if fmt == "tsv" => '\t',
+            None => ',',
+        },
+        quotechar: match file_opt(inputs, "quotechar") {
+            Some(v) => one_char("quotechar", v)?,
+            None => '"',
+        },
+        escapechar: file_opt(inputs, "escapechar")
+            .map(|v| one_char("escapechar", v))
+            .transpose()?,
+        doublequote: bool_input("doublequote", file_opt(inputs, "doublequote"), true)?,
+        quoting,
+        lineterminator: file_opt(inputs, "linefeed").map_or("\n".into(), py_str),
+    };
+    let encoding = Encoding::parse(&file_opt(inputs, "encoding").map_or("utf-8".into(), py_str))?;
+    Ok(Target::Text {
+        include_header: bool_input("include_header", inputs.get("include_header"), true)?,
+        writer,
+        encoding,
+    })
+}
+
 struct Written {
     columns: Vec<String>,
     rows: u64,
@@ -355,6 +401,67 @@ struct Written {
 
 fn write_file(plan: &Plan, tmp: &Path) -> Result<Written, Error> {
     let cursor = sql::query(&plan.resource, &plan.statement, &plan.params)?;
+    match &plan.target {
+        Target::Text {
+            include_header,
+            writer,
+            encoding,
+        } => write_text(
+            &cursor,
+            plan.fetch_size,
+            *include_header,
+            writer,
+            *encoding,
+            tmp,
+        ),
+        Target::Parquet {
+            dtypes,
+            compression,
+            row_group_size,
+        } => {
+            let file = File::create(tmp)
+                .map_err(|e| Error::io(format!("cannot create {}: {e}", tmp.display())))?;
+            let sink = parquet_out::Hashing {
+                inner: BufWriter::with_capacity(1 << 20, file),
+                hash: Sha256::new(),
+            };
+            let opts = parquet_out::Options {
+                fetch_size: plan.fetch_size,
+                dtypes: dtypes.as_ref(),
+                compression: *compression,
+                row_group_size: *row_group_size,
+            };
+            let (w, sink) = parquet_out::write(&cursor, sink, &opts)?;
+            log::log(
+                log::Level::Info,
+                &format!(
+                    "db_extract_stream: {} rows written as parquet in {} row group(s)",
+                    w.rows, w.row_groups
+                ),
+                &json!({"rows": w.rows, "row_groups": w.row_groups, "compression": format!("{compression:?}").to_lowercase()}),
+            );
+            Ok(Written {
+                columns: w.columns,
+                rows: w.rows,
+                sha256: hex(sink.hash.finalize().as_slice()),
+                sampler: w.sampler,
+            })
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn write_text(
+    cursor: &sql::Cursor,
+    fetch_size: u32,
+    include_header: bool,
+    writer: &CsvWriter,
+    encoding: Encoding,
+    tmp: &Path,
+) -> Result<Written, Error> {
     let columns: Vec<String> = cursor.columns().iter().map(|c| c.name.clone()).collect();
     let file = File::create(tmp)
         .map_err(|e| Error::io(format!("cannot create {}: {e}", tmp.display())))?;
@@ -367,11 +474,11 @@ fn write_file(plan: &Plan, tmp: &Path) -> Result<Written, Error> {
             "db_extract_stream: cannot write row {row} with these file options: {e}"
         ))
     };
-    if matches!(plan.encoding, Encoding::Utf8Sig) {
+    if matches!(encoding, Encoding::Utf8Sig) {
         bytes.extend_from_slice("\u{feff}".as_bytes());
     }
-    if plan.include_header && !columns.is_empty() {
-        plan.writer
+    if include_header && !columns.is_empty() {
+        writer
             .write_row(&mut text, &columns)
             .map_err(|e| csv_error(e, 0))?;
     }
@@ -379,7 +486,7 @@ fn write_file(plan: &Plan, tmp: &Path) -> Result<Written, Error> {
     let mut fields: Vec<String> = vec![String::new(); columns.len()];
     let mut rows: u64 = 0;
     loop {
-        let batch = cursor.next_batch(plan.fetch_size)?;
+        let batch = cursor.next_batch(fetch_size)?;
         for row in &batch {
             rows += 1;
             sampler.observe(row);
@@ -388,11 +495,11 @@ fn write_file(plan: &Plan, tmp: &Path) -> Result<Written, Error> {
                 f.clear();
                 write_cell_str(f, cell);
             }
-            plan.writer
+            writer
                 .write_row(&mut text, &fields)
                 .map_err(|e| csv_error(e, rows))?;
         }
-        plan.encoding.encode(&text, &mut bytes, rows)?;
+        encoding.encode(&text, &mut bytes, rows)?;
         text.clear();
         hash.update(&bytes);
         w.write_all(&bytes)
@@ -404,11 +511,7 @@ fn write_file(plan: &Plan, tmp: &Path) -> Result<Written, Error> {
     }
     w.flush()
         .map_err(|e| Error::io(format!("cannot write {}: {e}", tmp.display())))?;
-    let sha256 = hash
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
+    let sha256 = hex(hash.finalize().as_slice());
     Ok(Written {
         columns,
         rows,
