@@ -61,6 +61,12 @@ impl<'a> From<&'a Cell> for CellRef<'a> {
     }
 }
 
+impl<'a> From<&CellRef<'a>> for CellRef<'a> {
+    fn from(c: &CellRef<'a>) -> Self {
+        *c
+    }
+}
+
 impl CellRef<'_> {
     /// An owned copy.
     pub fn to_cell(&self) -> Cell {
@@ -227,15 +233,15 @@ fn into_error(e: wit::SqlError) -> Error {
 
 /// The reference's dtype name (`_pytype_to_dtype`) of a non-null value: `int`, `float`
 /// (also exact decimals), `bool`, `date`, `datetime`, else `string`.
-pub fn dtype_of(cell: &Cell) -> Option<&'static str> {
-    Some(match cell {
-        Cell::Null => return None,
-        Cell::Boolean(_) => "bool",
-        Cell::Integer(_) => "int",
-        Cell::Real(_) | Cell::Decimal(_) => "float",
-        Cell::Date(_) => "date",
-        Cell::Datetime(_) => "datetime",
-        Cell::Text(_) | Cell::Blob(_) => "string",
+pub fn dtype_of<'a>(cell: impl Into<CellRef<'a>>) -> Option<&'static str> {
+    Some(match cell.into() {
+        CellRef::Null => return None,
+        CellRef::Boolean(_) => "bool",
+        CellRef::Integer(_) => "int",
+        CellRef::Real(_) | CellRef::Decimal(_) => "float",
+        CellRef::Date(_) => "date",
+        CellRef::Datetime(_) => "datetime",
+        CellRef::Text(_) | CellRef::Blob(_) => "string",
     })
 }
 
@@ -257,7 +263,11 @@ impl DtypeSampler {
         }
     }
 
-    pub fn observe(&mut self, row: &[Cell]) {
+    /// One row of `Cell`s or of `CellRef`s.
+    pub fn observe<'a, C: 'a>(&mut self, row: &'a [C])
+    where
+        &'a C: Into<CellRef<'a>>,
+    {
         if self.seen >= Self::SAMPLE_ROWS {
             return;
         }

@@ -486,8 +486,9 @@ fn write_text(
     let mut fields: Vec<String> = vec![String::new(); columns.len()];
     let mut rows: u64 = 0;
     loop {
-        let batch = cursor.next_batch(fetch_size)?;
-        for row in &batch {
+        let batch = cursor.next_rows(fetch_size)?;
+        let mut reader = batch.reader();
+        while let Some(row) = reader.next_row()? {
             rows += 1;
             sampler.observe(row);
             fields.resize(row.len(), String::new());
