@@ -18,6 +18,7 @@ mod mail;
 mod parity;
 mod parity_diag;
 mod parity_runs;
+mod provenance;
 mod resume;
 mod runs;
 mod sandbox;
