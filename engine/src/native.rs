@@ -68,7 +68,7 @@ pub fn with_lock(
     run_id: &str,
     ctx: &AttemptContext,
     inputs: &Value,
-    run_inner: impl FnOnce(&str, &AttemptContext, &Value) -> Result<StepReturn, String>,
+    run_inner: impl FnOnce(&str, Option<&str>, &AttemptContext, &Value) -> Result<StepReturn, String>,
 ) -> Result<StepReturn, String> {
     let missing: Vec<&str> = ["lock_key", "step"]
         .into_iter()
@@ -114,6 +114,8 @@ pub fn with_lock(
     let Some(inner_type) = inner.get("type").and_then(Value::as_str) else {
         return Err("with_lock inputs.step.type is required".into());
     };
+    let (inner_type, inner_pin) = aetherflow_spec::split_type_pin(inner_type)
+        .map_err(|e| format!("with_lock inputs.step.type: {e}"))?;
     let inner_id = inner
         .get("id")
         .and_then(Value::as_str)
@@ -151,7 +153,7 @@ pub fn with_lock(
                 }
             });
         }
-        let r = run_inner(inner_type, &inner_ctx, &inner_inputs);
+        let r = run_inner(inner_type, inner_pin.as_deref(), &inner_ctx, &inner_inputs);
         done.store(true, Ordering::Relaxed);
         r
     });

@@ -19,3 +19,9 @@ pub fn error(message: impl std::fmt::Display) {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "error: {message}");
 }
+
+/// A warning for a person, on stderr.
+pub fn warning(message: impl std::fmt::Display) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "warning: {message}");
+}

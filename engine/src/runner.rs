@@ -652,7 +652,14 @@ impl<'a> Runner<'a> {
                 .timeout_seconds
                 .and_then(|s| parse_seconds(&s.to_string()))
                 .unwrap_or(self.env.settings.step_timeout);
-            let outcome = self.execute(&step.type_, &ctx, &inputs, timeout, 0);
+            let outcome = self.execute(
+                &step.type_,
+                step.type_sha256.as_deref(),
+                &ctx,
+                &inputs,
+                timeout,
+                0,
+            );
             let duration_ms = t0.elapsed().as_millis() as i64;
 
             let ret = match outcome {
@@ -775,10 +782,12 @@ impl<'a> Runner<'a> {
         Ok(())
     }
 
-    /// One attempt of a step of any kind. `depth` guards against `with_lock` nesting loops.
+    /// One attempt of a step of any kind (`pin`: its `@sha256:`; the registry applies the
+    /// flow's `steps:` pins and the mode). `depth` guards against `with_lock` nesting loops.
     fn execute(
         &self,
         step_type: &str,
+        pin: Option<&str>,
         ctx: &AttemptContext,
         inputs: &Value,
         timeout: Duration,
@@ -787,7 +796,7 @@ impl<'a> Runner<'a> {
         let imp = self
             .env
             .registry
-            .get(step_type)
+            .resolve(step_type, pin)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| {
                 format!(
@@ -840,8 +849,15 @@ impl<'a> Runner<'a> {
                     &self.run_id,
                     ctx,
                     inputs,
-                    |inner_type, inner_ctx, inner_inputs| {
-                        self.execute(inner_type, inner_ctx, inner_inputs, timeout, depth + 1)
+                    |inner_type, inner_pin, inner_ctx, inner_inputs| {
+                        self.execute(
+                            inner_type,
+                            inner_pin,
+                            inner_ctx,
+                            inner_inputs,
+                            timeout,
+                            depth + 1,
+                        )
                     },
                 )
             }

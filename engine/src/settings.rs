@@ -41,8 +41,21 @@ pub enum StateSync {
     Normal,
 }
 
+/// `AETHERFLOW_MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// `internal_fast` (the reference's name) or unset: plugins from
+    /// `AETHERFLOW_PLUGIN_PATHS`, pins optional.
+    #[default]
+    InternalFast,
+    /// `enterprise`: only components the flow pins, no ambient plugin paths,
+    /// `external.process` only when the flow's `settings` allow it (docs/provenance.md).
+    Enterprise,
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub mode: Mode,
     pub log_level: Level,
     pub log_format: Format,
     pub plugin_paths: Vec<PathBuf>,
@@ -119,6 +132,22 @@ impl Settings {
                 }
             },
         };
+        // The reference takes any other text as `internal_fast`; a typo must not quietly
+        // turn enterprise mode off.
+        let mode = match get("AETHERFLOW_MODE")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("internal_fast") => Mode::InternalFast,
+            Some("enterprise") => Mode::Enterprise,
+            Some(_) => {
+                return Err(SettingsError::Invalid {
+                    var: "AETHERFLOW_MODE",
+                    value: get("AETHERFLOW_MODE").unwrap_or_default().into(),
+                    why: "expected `enterprise` or `internal_fast` (the default)",
+                })
+            }
+        };
         let state_sync = match get("AETHERFLOW_STATE_SYNC")
             .map(str::to_ascii_lowercase)
             .as_deref()
@@ -134,6 +163,7 @@ impl Settings {
             }
         };
         Ok(Settings {
+            mode,
             log_level: Level::parse(get("AETHERFLOW_LOG_LEVEL").unwrap_or("INFO")),
             log_format: Format::parse(get("AETHERFLOW_LOG_FORMAT").unwrap_or("text")),
             plugin_paths,

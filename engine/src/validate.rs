@@ -7,7 +7,8 @@ use aetherflow_spec::{Issue, LoadError, LoadedFlow, SemanticOptions};
 use aetherflow_template::{self as template, Phase, ScanFinding, ScanKind};
 use serde_json::{json, Map, Value};
 
-use crate::settings::EnvSnapshot;
+use crate::settings::{EnvSnapshot, Mode};
+use crate::steps::Registry;
 
 pub struct Report {
     pub ok: bool,
@@ -56,10 +57,13 @@ pub enum ValidateError {
     Encoding(String),
 }
 
+/// Validate the flow at `path`. Its `steps:` section is bound to `registry` (components
+/// loaded from `path` entries, pins and settings kept for the run), and every use of a step
+/// type is checked against its pins and the mode (docs/provenance.md).
 pub fn validate_flow(
     path: &Path,
     env: &EnvSnapshot,
-    known_step_types: Vec<String>,
+    registry: &mut Registry,
 ) -> Result<Validated, ValidateError> {
     let flow_yaml = path.display().to_string();
     let loaded = match aetherflow_spec::load_flow(path) {
@@ -97,9 +101,16 @@ pub fn validate_flow(
         });
     }
 
-    let enterprise = env
-        .get("AETHERFLOW_MODE")
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("enterprise"));
+    // Components a `steps:` entry loads from a file are step types of this flow.
+    let flow_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let lock_issues = match &loaded.spec {
+        Some(spec) => registry.bind_flow(spec, flow_dir),
+        None => Vec::new(),
+    };
+    let enterprise = registry.mode() == Mode::Enterprise;
     let when_check = |expr: &str| template::when::validate(expr);
     let process_check = |inputs: &Value| {
         aetherflow_process::validate(inputs)
@@ -110,12 +121,34 @@ pub fn validate_flow(
     let opts = SemanticOptions {
         enterprise,
         archive_allowlist: Vec::new(),
-        known_step_types,
+        known_step_types: registry.names(),
         when_check: &when_check,
         external_process_check: &process_check,
     };
     let mut errors = loaded.semantic_checks(&opts);
     let mut warnings = loaded.warnings.clone();
+    if enterprise {
+        for e in errors
+            .iter_mut()
+            .filter(|e| e.code == "semantic:unknown_step_type")
+        {
+            e.msg.push_str(
+                " (enterprise mode ignores AETHERFLOW_PLUGIN_PATHS: a flow loads a plugin with \
+                 `steps: {NAME: {path: FILE, sha256: DIGEST}}`)",
+            );
+        }
+    }
+    // Pins, name claims and enterprise refusals come after the reference's checks, so the
+    // reference's errors keep their order.
+    if let Some(spec) = &loaded.spec {
+        let (pin_errors, pin_warnings) = registry.check_flow(spec);
+        let at = |i: Issue| {
+            let pos = loaded.positions().lookup(&i.loc);
+            i.with_pos(pos)
+        };
+        errors.extend(lock_issues.into_iter().chain(pin_errors).map(at));
+        warnings.extend(pin_warnings.into_iter().map(at));
+    }
 
     // `env.get(..., "false").lower() == "true"`: not stripped (` true` is not strict).
     let strict_env = env

@@ -19,6 +19,7 @@ mod mail;
 mod parity;
 mod parity_diag;
 mod parity_runs;
+mod provenance;
 mod resume;
 mod runs;
 mod sandbox;

@@ -10,6 +10,9 @@
 //! `(code, loc, msg)` lists of errors and warnings, with these normalisations:
 //! * our `schema:unknown_key` warnings are dropped (a deliberate addition: the
 //!   reference silently ignores unknown keys);
+//! * our `semantic:enterprise_external_process` errors are dropped (a deliberate addition:
+//!   enterprise mode refuses `external.process` unless the flow's `settings` allow it, see
+//!   docs/provenance.md; the exit code is still compared);
 //! * `semantic:unknown_step_type` messages are compared up to `. Loaded: [...]` (the
 //!   registered step names differ between the implementations);
 //! * a Python set repr in a message (`allowed_roots foo foo.x {'env', 'steps', ...}`) is
@@ -95,7 +98,10 @@ fn issues(report: &Value, key: &str, ours: bool) -> Vec<(String, String, String)
             let s = |k: &str| i[k].as_str().unwrap_or_default().to_string();
             (s("code"), s("loc"), s("msg"))
         })
-        .filter(|(code, _, _)| !(ours && code == "schema:unknown_key"))
+        .filter(|(code, _, _)| {
+            !(ours
+                && (code == "schema:unknown_key" || code == "semantic:enterprise_external_process"))
+        })
         .map(|(code, loc, msg)| {
             let msg = normalise_msg(&code, &msg);
             (code, loc, msg)

@@ -177,14 +177,22 @@ fn a_missing_plugin_path_is_an_error_in_strict_mode() {
 
 #[test]
 fn a_plugin_cannot_take_a_built_in_name() {
-    // The greet example renamed would clash; here the trap guest is loaded twice.
-    let t = Test::new().flow(&(header("p") + "jobs: []\n")).env(
+    // name_thief's `describe` says `check_items`.
+    let t = Test::new()
+        .flow(&(header("p") + "jobs: []\n"))
+        .env("AETHERFLOW_PLUGIN_PATHS", fx::NAME_THIEF);
+    t.run_args(&["validate", "flow.yaml"])
+        .status(2)
+        .stderr_has(&format!(
+            "plugin `{}` declares step name `check_items`, which the built-in step already uses",
+            fx::NAME_THIEF
+        ));
+    // The same file listed twice is one component, not a clash.
+    let twice = Test::new().flow(&(header("p") + "jobs: []\n")).env(
         "AETHERFLOW_PLUGIN_PATHS",
         format!("{},{}", fx::TRAP, fx::TRAP),
     );
-    t.run_args(&["validate", "flow.yaml"])
-        .status(2)
-        .stderr_has("declares step name `test_trap`, which plugin");
+    twice.run_args(&["validate", "flow.yaml"]).status(0);
 }
 
 #[test]

@@ -40,7 +40,13 @@ pub fn registry(settings: &Settings) -> Result<Registry, i32> {
             return Err(EXIT_FAILED);
         }
     };
-    Registry::new(sandbox, &settings.plugin_paths, settings.plugin_strict).map_err(|e| {
+    Registry::new(
+        sandbox,
+        &settings.plugin_paths,
+        settings.plugin_strict,
+        settings.mode,
+    )
+    .map_err(|e| {
         output::error(e);
         EXIT_INVALID
     })
@@ -64,14 +70,14 @@ pub fn execute(args: RunArgs) -> i32 {
         }
     }
     let observer = Arc::new(Observer::stderr(settings.log_format, settings.log_level));
-    let registry = match registry(&settings) {
+    let mut registry = match registry(&settings) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    for skipped in &registry.skipped_plugins {
-        observer.message(crate::observe::Level::Warning, skipped, &[]);
+    for warning in &registry.warnings {
+        observer.message(crate::observe::Level::Warning, warning, &[]);
     }
-    let validated = match crate::validate::validate_flow(&path, &env, registry.names()) {
+    let validated = match crate::validate::validate_flow(&path, &env, &mut registry) {
         Ok(v) => v,
         Err(e) => {
             output::error(e);

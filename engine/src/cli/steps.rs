@@ -52,8 +52,8 @@ pub fn execute(cmd: StepsCommand) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    for skipped in &registry.skipped_plugins {
-        output::error(format!("warning: {skipped}"));
+    for warning in &registry.warnings {
+        output::warning(warning);
     }
     match cmd {
         StepsCommand::List(args) => list(&registry, args.json),
@@ -64,9 +64,8 @@ pub fn execute(cmd: StepsCommand) -> i32 {
 fn entries(registry: &Registry) -> Result<Vec<StepEntry>, i32> {
     let mut out = Vec::new();
     for name in registry.names() {
-        match registry.entry(&name) {
-            Ok(Some(e)) => out.push(e),
-            Ok(None) => {}
+        match registry.entries(&name) {
+            Ok(e) => out.extend(e),
             Err(e) => {
                 output::error(e);
                 return Err(EXIT_FAILED);
@@ -82,12 +81,36 @@ fn to_json(e: &StepEntry) -> Value {
         "origin": e.origin,
         "version": e.version,
         "sha256": e.sha256,
+        "pin": pin(e),
         "description": e.description,
         "input_schema": e.input_schema,
         "capabilities": e.capabilities.iter()
             .map(|(kind, input)| json!({"kind": kind, "input": input}))
             .collect::<Vec<_>>(),
     })
+}
+
+/// What a flow writes to pin this component: `type: <pin>`.
+fn pin(e: &StepEntry) -> Option<String> {
+    e.sha256
+        .as_ref()
+        .map(|sha| format!("{}@sha256:{sha}", e.name))
+}
+
+/// The same pin as an entry of a flow's top-level `steps:` section (plugins with their
+/// file, which enterprise mode needs).
+fn lock_entry(e: &StepEntry) -> Option<String> {
+    let sha = e.sha256.as_ref()?;
+    let path = if e.origin == "builtin" {
+        String::new()
+    } else {
+        format!("path: {}, ", serde_json::Value::from(e.origin.clone()))
+    };
+    Some(format!(
+        "{}: {{{path}sha256: \"{sha}\", version: {}}}",
+        e.name,
+        serde_json::Value::from(e.version.clone())
+    ))
 }
 
 fn capabilities(e: &StepEntry) -> String {
@@ -151,11 +174,31 @@ fn list(registry: &Registry, as_json: bool) -> i32 {
 }
 
 fn show(registry: &Registry, name: &str, as_json: bool) -> i32 {
-    let entry = match registry.entry(name) {
-        Ok(Some(e)) => e,
-        Ok(None) => {
+    let entry = match registry.entries(name) {
+        Ok(mut v) if v.len() == 1 => v.remove(0),
+        Ok(v) if v.is_empty() => {
             output::error(format!(
                 "no step type `{name}`; `aetherflow steps list` shows the available ones"
+            ));
+            return EXIT_INVALID;
+        }
+        Ok(v) => {
+            let each: Vec<String> = v
+                .iter()
+                .map(|e| {
+                    format!(
+                        "`{}` (version {}, pin `{}`)",
+                        e.origin,
+                        e.version,
+                        pin(e).unwrap_or_default()
+                    )
+                })
+                .collect();
+            output::error(format!(
+                "{} plugins claim step name `{name}`: {}; a flow that uses `{name}` must pin \
+                 the one it runs (`aetherflow steps list` shows each)",
+                v.len(),
+                each.join(", ")
             ));
             return EXIT_INVALID;
         }
@@ -175,6 +218,10 @@ fn show(registry: &Registry, name: &str, as_json: bool) -> i32 {
         "sha256:       {}",
         entry.sha256.as_deref().unwrap_or("-")
     ));
+    if let (Some(pin), Some(lock)) = (pin(&entry), lock_entry(&entry)) {
+        output::result(format!("pin:          type: {pin}"));
+        output::result(format!("lock entry:   steps: {{{lock}}}"));
+    }
     output::result(format!("connectors:   {}", capabilities(&entry)));
     output::result(format!("description:  {}", entry.description));
     match &entry.input_schema {

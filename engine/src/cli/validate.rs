@@ -20,11 +20,14 @@ pub fn execute(args: ValidateArgs) -> i32 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let registry = match super::run::registry(&settings) {
+    let mut registry = match super::run::registry(&settings) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match validate_flow(&path, &env, registry.names()) {
+    for warning in &registry.warnings {
+        output::warning(warning);
+    }
+    match validate_flow(&path, &env, &mut registry) {
         Ok(v) => {
             print_report(&v.report, args.json);
             if v.report.ok {

@@ -511,8 +511,43 @@ fn storage_hint(dir: &Path) -> String {
     }
 }
 
+/// The packages whose interfaces the linker defines: WASI preview 2 (`add_to_linker_sync`)
+/// and the step contract (`bindings::Step::add_to_linker`). Sockets are linked so that
+/// toolchains which always import them still load; `build_wasi` denies every socket use.
+const OFFERED_PACKAGES: &[&str] = &[
+    "wasi:io",
+    "wasi:clocks",
+    "wasi:random",
+    "wasi:filesystem",
+    "wasi:cli",
+    "wasi:sockets",
+    "aetherflow:step",
+];
+
+/// Say which import the linker could not satisfy, and why, instead of wasmtime's
+/// "component imports instance `x`, but a matching implementation was not found in the
+/// linker: instance export `f` has the wrong type: function implementation is missing".
 fn explain_link_error(msg: &str) -> String {
-    format!("{msg} (a step may import only WASI preview 2 without sockets and the aetherflow:step interfaces)")
+    const ALLOWED: &str = "a step may import only WASI preview 2 and the aetherflow:step \
+                           interfaces (log, sql, http, files, mail)";
+    let import = msg
+        .strip_prefix("component imports ")
+        .and_then(|rest| rest.split('`').nth(1));
+    let Some(import) = import else {
+        return format!("{msg} ({ALLOWED})");
+    };
+    let package = import.split('/').next().unwrap_or(import);
+    let cause = msg
+        .split_once("in the linker: ")
+        .map_or("", |(_, cause)| cause);
+    if OFFERED_PACKAGES.contains(&package) {
+        format!(
+            "it imports `{import}` in a form this engine does not offer ({cause}); was it built \
+             against another version of wit/step.wit or of WASI preview 2?"
+        )
+    } else {
+        format!("it imports `{import}`, which this engine does not offer: {ALLOWED}")
+    }
 }
 
 fn fmt_duration(d: Duration) -> String {
@@ -544,5 +579,36 @@ impl HostState {
             limiter: host::MemLimiter::new(memory_bytes),
             step,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain_link_error;
+
+    #[test]
+    fn link_errors_name_the_import_and_say_why() {
+        let wasmtime = |name: &str, cause: &str| {
+            format!("component imports instance `{name}`, but a matching implementation was not found in the linker: {cause}")
+        };
+        let missing =
+            "instance export `steal` has the wrong type: function implementation is missing";
+        assert_eq!(
+            explain_link_error(&wasmtime("aetherflow:evil/x@0.1.0", missing)),
+            "it imports `aetherflow:evil/x@0.1.0`, which this engine does not offer: a step may \
+             import only WASI preview 2 and the aetherflow:step interfaces (log, sql, http, \
+             files, mail)"
+        );
+        let m = explain_link_error(&wasmtime("aetherflow:step/sql@0.1.0", missing));
+        assert!(
+            m.starts_with("it imports `aetherflow:step/sql@0.1.0` in a form this engine does not offer (instance export `steal`"),
+            "{m}"
+        );
+        assert!(
+            m.ends_with("another version of wit/step.wit or of WASI preview 2?"),
+            "{m}"
+        );
+        // Anything else is kept, with the rule appended.
+        assert!(explain_link_error("odd").starts_with("odd (a step may import only"));
     }
 }

@@ -1,12 +1,19 @@
 //! The step registry: built-in components embedded in the binary (loaded lazily), plugin
-//! components found in `AETHERFLOW_PLUGIN_PATHS`, and the two native steps that cannot run
-//! in a sandbox (`external.process`, `with_lock`).
+//! components found in `AETHERFLOW_PLUGIN_PATHS`, components a flow loads from its `steps:`
+//! section, and the two native steps that cannot run in a sandbox (`external.process`,
+//! `with_lock`). Which component runs a step, and whether its pins hold, is decided in
+//! [`provenance`].
+
+mod provenance;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use provenance::ProvenanceError;
+
 use crate::sandbox::{LoadedStep, Origin, Sandbox, SandboxError};
+use crate::settings::Mode;
 
 mod builtins {
     include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
@@ -41,19 +48,28 @@ pub enum RegistryError {
 
 pub struct Registry {
     sandbox: Arc<Sandbox>,
+    mode: Mode,
     /// name -> (component bytes, the same precompiled by build.rs, sha256 of the bytes)
     builtin_bytes: BTreeMap<&'static str, (&'static [u8], &'static [u8], &'static str)>,
     loaded: Mutex<BTreeMap<String, Arc<LoadedStep>>>,
-    plugins: BTreeMap<String, Arc<LoadedStep>>,
-    /// Plugin files skipped in non-strict mode, with why (reported as warnings).
-    pub skipped_plugins: Vec<String>,
+    /// Plugins by the name their `describe` returns. Several when different files claim
+    /// one name: a flow then has to pin the one it runs.
+    plugins: BTreeMap<String, Vec<Arc<LoadedStep>>>,
+    /// The flow's `steps:` section and the components it loaded (see `bind_flow`).
+    flow: provenance::FlowBinding,
+    /// Plugin paths skipped (non-strict mode, enterprise mode) and names claimed by several
+    /// plugins, with why (reported as warnings).
+    pub warnings: Vec<String>,
 }
 
 impl Registry {
+    /// Built-ins plus the plugins in `plugin_paths`; in enterprise mode the plugin paths
+    /// are not read at all (a warning says so).
     pub fn new(
         sandbox: Arc<Sandbox>,
         plugin_paths: &[PathBuf],
         strict: bool,
+        mode: Mode,
     ) -> Result<Registry, RegistryError> {
         let builtin_bytes: BTreeMap<_, _> = builtins::BUILTIN_COMPONENTS
             .iter()
@@ -61,18 +77,32 @@ impl Registry {
             .collect();
         let mut reg = Registry {
             sandbox,
+            mode,
             builtin_bytes,
             loaded: Mutex::new(BTreeMap::new()),
             plugins: BTreeMap::new(),
-            skipped_plugins: Vec::new(),
+            flow: provenance::FlowBinding::default(),
+            warnings: Vec::new(),
         };
+        if mode == Mode::Enterprise && !plugin_paths.is_empty() {
+            let list: Vec<String> = plugin_paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            reg.warnings.push(format!(
+                "AETHERFLOW_MODE=enterprise ignores AETHERFLOW_PLUGIN_PATHS ({}): a flow loads \
+                 its plugins from its `steps:` section, by path and sha256 (docs/provenance.md)",
+                list.join(",")
+            ));
+            return Ok(reg);
+        }
         for root in plugin_paths {
             let abs = std::path::absolute(root).unwrap_or_else(|_| root.clone());
             if !abs.exists() {
                 if strict {
                     return Err(RegistryError::PluginPathNotFound(abs.display().to_string()));
                 }
-                reg.skipped_plugins
+                reg.warnings
                     .push(format!("Plugin path not found: {}", abs.display()));
                 continue;
             }
@@ -80,11 +110,24 @@ impl Registry {
                 match reg.load_plugin(&file) {
                     Ok(()) => {}
                     Err(e) if strict => return Err(e),
-                    Err(e) => reg.skipped_plugins.push(e.to_string()),
+                    Err(e) => reg.warnings.push(e.to_string()),
                 }
             }
         }
+        for (name, candidates) in &reg.plugins {
+            if candidates.len() > 1 {
+                reg.warnings.push(format!(
+                    "{}; a flow that uses `{name}` must pin the one it runs",
+                    provenance::claimants(name, candidates)
+                ));
+            }
+        }
         Ok(reg)
+    }
+
+    /// Whether `name` is a built-in component or a native step (a plugin may not take it).
+    fn is_builtin(&self, name: &str) -> bool {
+        self.builtin_bytes.contains_key(name) || name == EXTERNAL_PROCESS || name == WITH_LOCK
     }
 
     fn load_plugin(&mut self, file: &Path) -> Result<(), RegistryError> {
@@ -101,20 +144,19 @@ impl Registry {
                 message: e.to_string(),
             })?;
         let name = step.info.name.clone();
-        let owner = if self.builtin_bytes.contains_key(name.as_str())
-            || name == EXTERNAL_PROCESS
-            || name == WITH_LOCK
-        {
-            Some("the built-in step".to_string())
-        } else {
-            self.plugins
-                .get(&name)
-                .map(|other| format!("plugin `{}`", other.origin))
-        };
-        if let Some(owner) = owner {
-            return Err(RegistryError::NameClash { path, name, owner });
+        if self.is_builtin(&name) {
+            return Err(RegistryError::NameClash {
+                path,
+                name,
+                owner: "the built-in step".into(),
+            });
         }
-        self.plugins.insert(name, Arc::new(step));
+        let candidates = self.plugins.entry(name).or_default();
+        // The same file listed twice, or a byte-identical copy: one component, nothing
+        // to choose between.
+        if !candidates.iter().any(|c| c.sha256 == step.sha256) {
+            candidates.push(Arc::new(step));
+        }
         Ok(())
     }
 
@@ -125,6 +167,7 @@ impl Registry {
             .keys()
             .map(|s| s.to_string())
             .chain(self.plugins.keys().cloned())
+            .chain(self.flow.components.keys().cloned())
             .chain([EXTERNAL_PROCESS.to_string(), WITH_LOCK.to_string()])
             .collect();
         v.sort();
@@ -133,45 +176,40 @@ impl Registry {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        name == EXTERNAL_PROCESS
-            || name == WITH_LOCK
-            || self.builtin_bytes.contains_key(name)
+        self.is_builtin(name)
             || self.plugins.contains_key(name)
+            || self.flow.components.contains_key(name)
     }
 
-    /// The implementation of a step type; built-ins are compiled (or fetched from the
-    /// component cache) on first use.
-    pub fn get(&self, name: &str) -> Result<Option<StepImpl>, RegistryError> {
-        match name {
-            EXTERNAL_PROCESS => return Ok(Some(StepImpl::ExternalProcess)),
-            WITH_LOCK => return Ok(Some(StepImpl::WithLock)),
-            _ => {}
-        }
-        if let Some(p) = self.plugins.get(name) {
-            return Ok(Some(StepImpl::Component(p.clone())));
-        }
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// A built-in component, compiled (or fetched from the component cache) on first use.
+    fn builtin(&self, name: &str) -> Result<Option<Arc<LoadedStep>>, RegistryError> {
         let Some((bytes, precompiled, sha256)) = self.builtin_bytes.get(name) else {
             return Ok(None);
         };
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = loaded.get(name) {
-            return Ok(Some(StepImpl::Component(s.clone())));
+            return Ok(Some(s.clone()));
         }
         let step = Arc::new(
             self.sandbox
                 .load_builtin(bytes, precompiled, sha256.to_string())?,
         );
         loaded.insert(name.to_string(), step.clone());
-        Ok(Some(StepImpl::Component(step)))
+        Ok(Some(step))
     }
 
     pub fn sandbox(&self) -> &Arc<Sandbox> {
         &self.sandbox
     }
 
-    /// What `aetherflow steps` shows about one step type (`None` if there is no such
-    /// step). Built-ins are loaded (compiled on a cold component cache) to ask `describe`.
-    pub fn entry(&self, name: &str) -> Result<Option<StepEntry>, RegistryError> {
+    /// What `aetherflow steps` shows about one step type: one entry, or one per plugin
+    /// when several claim the name; empty if there is no such step. Built-ins are loaded
+    /// (compiled on a cold component cache) to ask `describe`.
+    pub fn entries(&self, name: &str) -> Result<Vec<StepEntry>, RegistryError> {
         let native = |description: &str| StepEntry {
             name: name.to_string(),
             origin: "native (runs in the engine, not in a sandbox)".into(),
@@ -181,24 +219,35 @@ impl Registry {
             input_schema: None,
             capabilities: Vec::new(),
         };
-        Ok(Some(match self.get(name)? {
-            None => return Ok(None),
-            Some(StepImpl::ExternalProcess) => {
-                native("Run an OS command (see docs/steps.md); the flow's explicit escape hatch.")
+        let component = |c: &LoadedStep| StepEntry {
+            name: name.to_string(),
+            origin: c.origin.to_string(),
+            version: c.info.version.clone(),
+            sha256: Some(c.sha256.clone()),
+            description: c.info.description.clone(),
+            input_schema: Some(c.info.input_schema.clone()),
+            capabilities: c.info.capabilities.clone(),
+        };
+        Ok(match name {
+            EXTERNAL_PROCESS => vec![native(
+                "Run an OS command (see docs/steps.md); the flow's explicit escape hatch.",
+            )],
+            WITH_LOCK => vec![native(
+                "Run an embedded step while holding a TTL lock (see docs/steps.md).",
+            )],
+            _ => {
+                if let Some(c) = self.flow.components.get(name) {
+                    vec![component(c)]
+                } else if let Some(c) = self.builtin(name)? {
+                    vec![component(&c)]
+                } else {
+                    self.plugins
+                        .get(name)
+                        .map(|cs| cs.iter().map(|c| component(c)).collect())
+                        .unwrap_or_default()
+                }
             }
-            Some(StepImpl::WithLock) => {
-                native("Run an embedded step while holding a TTL lock (see docs/steps.md).")
-            }
-            Some(StepImpl::Component(c)) => StepEntry {
-                name: name.to_string(),
-                origin: c.origin.to_string(),
-                version: c.info.version.clone(),
-                sha256: Some(c.sha256.clone()),
-                description: c.info.description.clone(),
-                input_schema: Some(c.info.input_schema.clone()),
-                capabilities: c.info.capabilities.clone(),
-            },
-        }))
+        })
     }
 }
 
@@ -257,8 +306,8 @@ mod tests {
     fn builtin_artifacts_are_copied_into_the_cache_not_compiled() {
         let dir = tempfile::tempdir().unwrap();
         let sandbox = Arc::new(Sandbox::new(Some(dir.path().to_path_buf())).unwrap());
-        let reg = Registry::new(sandbox, &[], true).unwrap();
-        assert!(reg.get("check_items").unwrap().is_some());
+        let reg = Registry::new(sandbox, &[], true, Mode::InternalFast).unwrap();
+        assert!(reg.builtin("check_items").unwrap().is_some());
         let (_, precompiled, sha256) = reg.builtin_bytes["check_items"];
         assert!(!precompiled.is_empty(), "build.rs did not precompile");
         let entries: Vec<_> = std::fs::read_dir(dir.path())
@@ -270,5 +319,20 @@ mod tests {
         assert_eq!(entries.len(), 1, "{entries:?}");
         assert!(entries[0].ends_with(format!("{sha256}.cwasm")));
         assert!(std::fs::read(&entries[0]).unwrap() == precompiled);
+    }
+
+    /// The digest a built-in is pinned by (what `steps show` prints, computed by build.rs)
+    /// is the sha256 of the component bytes embedded in the binary.
+    #[test]
+    fn builtin_digests_are_the_sha256_of_the_embedded_bytes() {
+        use sha2::{Digest, Sha256};
+        assert!(!builtins::BUILTIN_COMPONENTS.is_empty());
+        for (name, bytes, _, sha256) in builtins::BUILTIN_COMPONENTS {
+            assert_eq!(
+                crate::sandbox::hex(&Sha256::digest(bytes)),
+                *sha256,
+                "built-in {name}"
+            );
+        }
     }
 }

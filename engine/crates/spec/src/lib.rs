@@ -10,15 +10,17 @@
 
 pub mod issue;
 pub mod model;
+mod pin;
 mod schema;
 pub mod semantic;
 pub mod yaml;
 
 pub use issue::{Issue, Pos};
 pub use model::{
-    CleanupPolicy, FlowMeta, FlowSpec, JobSpec, LockScope, LocksSpec, OnNoData, Profile,
-    ResourceSpec, StateBackend, StateSpec, StepSpec, WorkspaceSpec,
+    CleanupPolicy, FlowMeta, FlowSettings, FlowSpec, JobSpec, LockScope, LocksSpec, OnNoData,
+    Profile, ResourceSpec, StateBackend, StateSpec, StepLockEntry, StepSpec, WorkspaceSpec,
 };
+pub use pin::{is_sha256_hex, split_type_pin, PIN_SYNTAX};
 pub use semantic::{
     py_repr_str, py_sorted_list_repr, semantic_checks, ExternalProcessCheck, SemanticOptions,
     WhenCheck,

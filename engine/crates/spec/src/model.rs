@@ -161,8 +161,10 @@ pub struct ResourceSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepSpec {
     pub id: String,
-    /// The YAML `type`.
+    /// The YAML `type`, without its `@sha256:` pin.
     pub type_: String,
+    /// Engine extension: the digest of `type: <name>@sha256:<hex>` (lowercase hex).
+    pub type_sha256: Option<String>,
     /// Always a JSON object.
     pub inputs: Value,
     pub on_no_data: Option<OnNoData>,
@@ -193,6 +195,29 @@ pub struct FlowSpec {
     /// In YAML order.
     pub resources: Vec<(String, ResourceSpec)>,
     pub jobs: Vec<JobSpec>,
+    /// Engine extension: the top-level `steps:` section (step name -> where its component
+    /// comes from and what it must be), in YAML order. Not rendered.
+    pub step_lock: Vec<(String, StepLockEntry)>,
+    /// Engine extension: the top-level `settings:` section. Not rendered.
+    pub settings: FlowSettings,
+}
+
+/// Engine extension: `steps.<name>`, a pin on every use of a step type.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StepLockEntry {
+    /// The sha256 of the component file's bytes (lowercase hex).
+    pub sha256: Option<String>,
+    /// The version the component's `describe` must return.
+    pub version: Option<String>,
+    /// Load the component from this file (relative to the flow file's directory).
+    pub path: Option<String>,
+}
+
+/// Engine extension: the top-level `settings:` section.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FlowSettings {
+    /// Allow `external.process` in enterprise mode (default false).
+    pub allow_external_process: bool,
 }
 
 impl FlowSpec {

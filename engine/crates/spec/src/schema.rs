@@ -227,6 +227,17 @@ impl Checker {
         }
     }
 
+    /// A YAML boolean, nothing else (engine extensions only: no lax coercion).
+    fn bool(&mut self, node: &Node) -> Option<bool> {
+        match &node.kind {
+            NodeKind::Scalar(Scalar::Bool(b)) => Some(*b),
+            _ => {
+                self.error("bool_type", "Input should be a valid boolean", node.pos);
+                None
+            }
+        }
+    }
+
     fn int(&mut self, node: &Node) -> Option<i64> {
         let pos = node.pos;
         match &node.kind {
@@ -389,9 +400,16 @@ impl Checker {
             c.dict(n, |c, v| c.resource(v))
         });
         let jobs = self.field(&f, "jobs", None, |c, n| c.list(n, |c, j| c.job(j)));
+        let step_lock = self.field(&f, "steps", Some(Vec::new()), |c, n| match &n.kind {
+            NodeKind::Scalar(Scalar::Null) => Some(Vec::new()),
+            _ => c.dict(n, |c, v| c.step_lock_entry(v)),
+        });
+        let settings = self.field(&f, "settings", Some(FlowSettings::default()), |c, n| {
+            c.flow_settings(n)
+        });
         self.warn_extras(
             &f,
-            &["version", "flow", "resources", "jobs"],
+            &["version", "flow", "resources", "jobs", "steps", "settings"],
             "at the top level",
         );
         Some(FlowSpec {
@@ -399,6 +417,59 @@ impl Checker {
             flow: flow?,
             resources: resources?,
             jobs: jobs?,
+            step_lock: step_lock?,
+            settings: settings?,
+        })
+    }
+
+    /// Engine extension `steps.<name>`: `sha256`, `version`, `path`, at least one.
+    fn step_lock_entry(&mut self, node: &Node) -> Option<StepLockEntry> {
+        const KNOWN: &[&str] = &["sha256", "version", "path"];
+        let f = self.model(node, "StepLockEntry")?;
+        let sha256 = self.field(&f, "sha256", Some(None), |c, n| {
+            let s = c.string(n)?;
+            if crate::pin::is_sha256_hex(&s) {
+                Some(Some(s.to_ascii_lowercase()))
+            } else {
+                c.error(
+                    "sha256",
+                    format!("expected the sha256 of the component file: 64 hex digits; got `{s}`"),
+                    n.pos,
+                );
+                None
+            }
+        });
+        let version = self.field(&f, "version", Some(None), |c, n| c.string(n).map(Some));
+        let path = self.field(&f, "path", Some(None), |c, n| c.string(n).map(Some));
+        self.forbid_extras(&f, KNOWN);
+        let entry = StepLockEntry {
+            sha256: sha256?,
+            version: version?,
+            path: path?,
+        };
+        if entry == StepLockEntry::default() {
+            self.error(
+                "missing",
+                "a `steps` entry needs `sha256`, `path` or `version`",
+                f.pos,
+            );
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// Engine extension: the top-level `settings:` (unknown keys are errors: a misspelt
+    /// security setting must not pass silently).
+    fn flow_settings(&mut self, node: &Node) -> Option<FlowSettings> {
+        if let NodeKind::Scalar(Scalar::Null) = &node.kind {
+            return Some(FlowSettings::default());
+        }
+        let f = self.model(node, "FlowSettings")?;
+        let allow_external_process =
+            self.field(&f, "allow_external_process", Some(false), |c, n| c.bool(n));
+        self.forbid_extras(&f, &["allow_external_process"]);
+        Some(FlowSettings {
+            allow_external_process: allow_external_process?,
         })
     }
 
@@ -554,7 +625,16 @@ impl Checker {
         ];
         let f = self.model(node, "StepSpec")?;
         let id = self.field(&f, "id", None, |c, n| c.string(n));
-        let type_ = self.field(&f, "type", None, |c, n| c.string(n));
+        let type_ = self.field(&f, "type", None, |c, n| {
+            let s = c.string(n)?;
+            match crate::pin::split_type_pin(&s) {
+                Ok((name, pin)) => Some((name.to_string(), pin)),
+                Err(msg) => {
+                    c.error("step_pin", msg, n.pos);
+                    None
+                }
+            }
+        });
         let empty = || Some(Value::Object(Map::new()));
         let inputs = self.field(&f, "inputs", empty(), |c, n| c.any_dict(n));
         let on_no_data = self.field(&f, "on_no_data", Some(None), |c, n| match &n.kind {
@@ -579,9 +659,11 @@ impl Checker {
             _ => format!("in `{}`", self.loc()),
         };
         self.warn_extras(&f, KNOWN, &context);
+        let (type_, type_sha256) = type_?;
         Some(StepSpec {
             id: id?,
-            type_: type_?,
+            type_,
+            type_sha256,
             inputs: inputs?,
             on_no_data: on_no_data?,
             outputs: outputs?,

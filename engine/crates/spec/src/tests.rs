@@ -543,3 +543,97 @@ fn profiles_schema_matches_reference() {
     assert_eq!(ok["p"].options, json!({}));
     assert_eq!(ok["e"].decode, json!({}));
 }
+
+#[test]
+fn pinned_step_types_lock_section_and_settings_are_parsed() {
+    let hex = "Ab".repeat(32);
+    let flow = parse(&format!(
+        "flow: {{id: f}}\nsteps:\n  greet: {{sha256: \"{hex}\", version: \"1.2.0\", path: ./greet.wasm}}\n  check_items: {{version: \"0.1.0\"}}\nsettings: {{allow_external_process: true}}\njobs:\n  - id: j\n    steps:\n      - {{id: a, type: \"greet@sha256:{hex}\"}}\n      - {{id: b, type: check_items}}\n"
+    ));
+    assert!(flow.errors.is_empty(), "{:?}", flow.errors);
+    assert!(flow.warnings.is_empty(), "{:?}", flow.warnings);
+    let spec = flow.spec.unwrap();
+    let lower = hex.to_ascii_lowercase();
+    let steps = &spec.jobs[0].steps;
+    assert_eq!(
+        (steps[0].type_.as_str(), steps[0].type_sha256.as_deref()),
+        ("greet", Some(lower.as_str()))
+    );
+    assert_eq!(
+        (steps[1].type_.as_str(), steps[1].type_sha256.as_deref()),
+        ("check_items", None)
+    );
+    assert_eq!(
+        spec.step_lock,
+        vec![
+            (
+                "greet".to_string(),
+                StepLockEntry {
+                    sha256: Some(lower.clone()),
+                    version: Some("1.2.0".into()),
+                    path: Some("./greet.wasm".into()),
+                }
+            ),
+            (
+                "check_items".to_string(),
+                StepLockEntry {
+                    version: Some("0.1.0".into()),
+                    ..Default::default()
+                }
+            ),
+        ]
+    );
+    assert!(spec.settings.allow_external_process);
+
+    // Both sections are optional and may be null.
+    let spec = parse("flow: {id: f}\nsteps:\nsettings:\njobs: []\n")
+        .spec
+        .unwrap();
+    assert!(spec.step_lock.is_empty() && !spec.settings.allow_external_process);
+}
+
+#[test]
+fn malformed_pins_and_settings_are_schema_errors() {
+    let errors = |yaml: &str| -> Vec<(String, String, String)> {
+        parse(yaml)
+            .errors
+            .into_iter()
+            .map(|i| (i.code, i.loc, i.msg))
+            .collect()
+    };
+    let e =
+        errors("flow: {id: f}\njobs:\n  - id: j\n    steps:\n      - {id: a, type: greet@1.2}\n");
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        (e[0].0.as_str(), e[0].1.as_str()),
+        ("schema:step_pin", "jobs[0].steps[0].type")
+    );
+    assert!(
+        e[0].2
+            .contains("`<name>@sha256:<64 hex digits>`; got `greet@1.2`"),
+        "{}",
+        e[0].2
+    );
+
+    let e =
+        errors("flow: {id: f}\nsteps:\n  greet: {sha256: abc, pathh: x}\n  other: {}\njobs: []\n");
+    let got: Vec<(&str, &str)> = e.iter().map(|(c, l, _)| (c.as_str(), l.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("schema:sha256", "steps.greet.sha256"),
+            ("schema:extra_forbidden", "steps.greet.pathh"),
+            ("schema:missing", "steps.other"),
+        ]
+    );
+
+    let e = errors("flow: {id: f}\nsettings: {allow_external_process: \"yes\", allow_everything: true}\njobs: []\n");
+    let got: Vec<(&str, &str)> = e.iter().map(|(c, l, _)| (c.as_str(), l.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("schema:bool_type", "settings.allow_external_process"),
+            ("schema:extra_forbidden", "settings.allow_everything"),
+        ]
+    );
+}
