@@ -13,6 +13,7 @@ mod db_parquet;
 mod db_postgres;
 mod examples;
 mod gating;
+mod hostile;
 mod http;
 mod locks;
 mod mail;
