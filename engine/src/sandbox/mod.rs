@@ -465,7 +465,15 @@ fn classify_trap(
         Some(trap) => {
             // Trap's Display reads "wasm trap: wasm `unreachable` ..."; say it once.
             let what = trap.to_string();
-            let what = what.strip_prefix("wasm trap: ").unwrap_or(&what).to_string();
+            let mut what = what.strip_prefix("wasm trap: ").unwrap_or(&what).to_string();
+            if *trap == Trap::MemoryOutOfBounds {
+                // Compilers for wasm keep the stack in linear memory, below the data: deep
+                // recursion runs off the start of memory and lands here, not in
+                // StackOverflow (which is the engine's own call stack).
+                what.push_str(
+                    " (deep or infinite recursion overflowing the step's stack ends this way too)",
+                );
+            }
             StepFailure {
                 kind: FailureKind::Trap,
                 message: format!("step {step_id} crashed: {what}{stderr_note}"),
