@@ -16,9 +16,11 @@ pub mod yaml;
 
 pub use issue::{Issue, Pos};
 pub use model::{
-    CleanupPolicy, FlowMeta, FlowSpec, JobSpec, LockScope, LocksSpec, OnNoData, Profile,
-    ResourceSpec, StateBackend, StateSpec, StepSpec, WorkspaceSpec,
+    CleanupPolicy, Determinism, FlowMeta, FlowSpec, JobSpec, LimitsSpec, LockScope, LocksSpec,
+    MountMode, MountSpec, OnNoData, Profile, ResourceSpec, StateBackend, StateSpec, StepSpec,
+    WorkspaceSpec,
 };
+pub use schema::{parse_size, suggest};
 pub use semantic::{
     py_repr_str, py_sorted_list_repr, semantic_checks, ExternalProcessCheck, SemanticOptions,
     WhenCheck,
