@@ -40,7 +40,13 @@ pub fn registry(settings: &Settings) -> Result<Registry, i32> {
             return Err(EXIT_FAILED);
         }
     };
-    Registry::new(sandbox, &settings.plugin_paths, settings.plugin_strict).map_err(|e| {
+    Registry::new(
+        sandbox,
+        &settings.plugin_paths,
+        settings.plugin_strict,
+        settings.max_component_bytes,
+    )
+    .map_err(|e| {
         output::error(e);
         EXIT_INVALID
     })
@@ -71,7 +77,7 @@ pub fn execute(args: RunArgs) -> i32 {
     for skipped in &registry.skipped_plugins {
         observer.message(crate::observe::Level::Warning, skipped, &[]);
     }
-    let validated = match crate::validate::validate_flow(&path, &env, registry.names()) {
+    let validated = match crate::validate::validate_flow(&path, &env, &registry) {
         Ok(v) => v,
         Err(e) => {
             output::error(e);

@@ -24,7 +24,7 @@ pub fn execute(args: ValidateArgs) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match validate_flow(&path, &env, registry.names()) {
+    match validate_flow(&path, &env, &registry) {
         Ok(v) => {
             print_report(&v.report, args.json);
             if v.report.ok {

@@ -133,6 +133,7 @@ impl ComponentSecretsProvider {
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
+        super::set_fuel(&mut store, None);
         store.set_epoch_deadline(ticks(self.timeout));
         let started = Instant::now();
         let result = self

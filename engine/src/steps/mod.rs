@@ -29,6 +29,8 @@ pub enum RegistryError {
     PluginPathNotFound(String),
     #[error("Failed loading plugin file: {path}: {message}")]
     PluginLoad { path: String, message: String },
+    #[error("Failed loading plugin file: {path}: the component is {}, over the limit of {} (AETHERFLOW_MAX_COMPONENT_BYTES); raise the limit if you trust this component", crate::sandbox::fmt_bytes(*.size), crate::sandbox::fmt_bytes(*.limit))]
+    PluginTooLarge { path: String, size: u64, limit: u64 },
     #[error("plugin `{path}` declares step name `{name}`, which {owner} already uses; give the plugin's step another name")]
     NameClash {
         path: String,
@@ -45,15 +47,19 @@ pub struct Registry {
     builtin_bytes: BTreeMap<&'static str, (&'static [u8], &'static [u8], &'static str)>,
     loaded: Mutex<BTreeMap<String, Arc<LoadedStep>>>,
     plugins: BTreeMap<String, Arc<LoadedStep>>,
+    /// Plugin components larger than this are refused before they are read.
+    max_component_bytes: u64,
     /// Plugin files skipped in non-strict mode, with why (reported as warnings).
     pub skipped_plugins: Vec<String>,
 }
 
 impl Registry {
+    /// `max_component_bytes`: plugin files larger than this are refused (not read).
     pub fn new(
         sandbox: Arc<Sandbox>,
         plugin_paths: &[PathBuf],
         strict: bool,
+        max_component_bytes: u64,
     ) -> Result<Registry, RegistryError> {
         let builtin_bytes: BTreeMap<_, _> = builtins::BUILTIN_COMPONENTS
             .iter()
@@ -64,6 +70,7 @@ impl Registry {
             builtin_bytes,
             loaded: Mutex::new(BTreeMap::new()),
             plugins: BTreeMap::new(),
+            max_component_bytes,
             skipped_plugins: Vec::new(),
         };
         for root in plugin_paths {
@@ -89,6 +96,18 @@ impl Registry {
 
     fn load_plugin(&mut self, file: &Path) -> Result<(), RegistryError> {
         let path = file.display().to_string();
+        let io_err = |e: std::io::Error| RegistryError::PluginLoad {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let size = std::fs::metadata(file).map_err(io_err)?.len();
+        if size > self.max_component_bytes {
+            return Err(RegistryError::PluginTooLarge {
+                path,
+                size,
+                limit: self.max_component_bytes,
+            });
+        }
         let bytes = std::fs::read(file).map_err(|e| RegistryError::PluginLoad {
             path: path.clone(),
             message: e.to_string(),
@@ -257,7 +276,7 @@ mod tests {
     fn builtin_artifacts_are_copied_into_the_cache_not_compiled() {
         let dir = tempfile::tempdir().unwrap();
         let sandbox = Arc::new(Sandbox::new(Some(dir.path().to_path_buf())).unwrap());
-        let reg = Registry::new(sandbox, &[], true).unwrap();
+        let reg = Registry::new(sandbox, &[], true, u64::MAX).unwrap();
         assert!(reg.get("check_items").unwrap().is_some());
         let (_, precompiled, sha256) = reg.builtin_bytes["check_items"];
         assert!(!precompiled.is_empty(), "build.rs did not precompile");

@@ -784,7 +784,9 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => return None,
     };
     let bytes = num * mult;
-    (bytes.is_finite() && bytes >= 0.0 && bytes < 1.8e19).then_some(bytes.round() as u64)
+    (0.0..1.8e19)
+        .contains(&bytes)
+        .then_some(bytes.round() as u64)
 }
 
 /// JSON view of a node (no positions).
