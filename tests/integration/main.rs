@@ -13,6 +13,7 @@ mod db_postgres;
 mod examples;
 mod gating;
 mod http;
+mod limits;
 mod locks;
 mod mail;
 mod parity;
