@@ -184,6 +184,28 @@ fn limits_timeout_seconds_is_the_deadline_and_timeout_seconds_its_alias() {
         .stdout_has("(at flow.yaml:12:");
 }
 
+/// Epoch interruption only stops running wasm code; a guest blocked in a clock wait is
+/// woken at its deadline and fails as a timeout, not after its whole sleep.
+#[test]
+fn a_step_asleep_at_its_deadline_times_out_at_the_deadline() {
+    let flow = header("sleepy")
+        + "jobs:\n  - id: j\n    steps:\n      - {id: long, type: test_limits, inputs: {sleep_ms: 30000}, timeout_seconds: 1}\n  - id: k\n    steps:\n      - {id: short, type: test_limits, inputs: {sleep_ms: 100}, timeout_seconds: 1}\n";
+    let t = test(&flow);
+    let started = std::time::Instant::now();
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "z1"]);
+    out.status(1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        step_end(&out, "long")["error"],
+        "step long timed out after 1s"
+    );
+    assert_eq!(job_status(&t.store(), "sleepy", "z1", "k"), "SUCCESS");
+}
+
 #[test]
 fn invalid_limits_are_validate_errors() {
     let flow = header("bad")

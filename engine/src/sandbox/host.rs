@@ -39,6 +39,8 @@ pub struct HostState {
     pub(super) table: ResourceTable,
     pub(super) limiter: MemLimiter,
     pub(super) step: Option<StepEnv>,
+    /// When the call's deadline passes; clock waits end by then (see deadline.rs).
+    pub(super) deadline: Option<std::time::Instant>,
 }
 
 impl WasiView for HostState {

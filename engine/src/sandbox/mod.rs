@@ -5,6 +5,7 @@
 //! state into the next attempt.
 
 mod cache;
+mod deadline;
 mod determinism;
 mod engine_config;
 mod host;
@@ -224,6 +225,7 @@ impl Sandbox {
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         bindings::Step::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        deadline::add_to_linker(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
@@ -339,7 +341,7 @@ impl Sandbox {
             64 << 20,
             None,
         ));
-        store.set_epoch_deadline(ticks(Duration::from_secs(10)));
+        arm_deadline(&mut store, Duration::from_secs(10));
         let step = pre
             .instantiate(&mut store)
             .map_err(|e| format!("cannot instantiate: {e:#}"))?;
@@ -414,7 +416,7 @@ impl Sandbox {
             )),
         );
         let mut store = self.store(state);
-        store.set_epoch_deadline(ticks(limits.timeout));
+        arm_deadline(&mut store, limits.timeout);
         set_fuel(&mut store, limits.fuel);
         let started = Instant::now();
 
@@ -497,6 +499,13 @@ impl Sandbox {
             }
         }
     }
+}
+
+/// The deadline of a call: the epoch deadline for running code, and the end of any clock
+/// wait (deadline.rs).
+fn arm_deadline(store: &mut Store<HostState>, timeout: Duration) {
+    store.set_epoch_deadline(ticks(timeout));
+    store.data_mut().deadline = Instant::now().checked_add(timeout);
 }
 
 /// Fuel for a store: the budget, or all there is. The engine always meters fuel (see
@@ -720,6 +729,7 @@ impl HostState {
             table: ResourceTable::new(),
             limiter: host::MemLimiter::new(memory_bytes),
             step,
+            deadline: None,
         }
     }
 }
