@@ -394,10 +394,16 @@ fn a_read_only_mount_can_be_read_but_not_written() {
       - id: none
         type: test_mount
         inputs: {read: /ref/data.txt}
+      - id: escape
+        type: test_mount
+        inputs: {read: /ref/escape}
+        mounts: [{source: ref, target: /ref}]
 "#;
     let t = test(&flow)
         .file("ref/data.txt", "reference data")
         .file("out/data.txt", "scratch");
+    std::os::unix::fs::symlink(t.path("secret.txt"), t.path("ref/escape")).unwrap();
+    t.write("secret.txt", "host secret");
     let out_dir = t.path("out").display().to_string();
     let t = t.env("OUT_DIR", out_dir);
     t.run_args(&["run", "flow.yaml", "--run-id", "m1"])
@@ -415,6 +421,9 @@ fn a_read_only_mount_can_be_read_but_not_written() {
     );
     // A step without the mount does not see it.
     assert!(readings(&t, "m1", "none")["read"]["error"].is_string());
+    // A symlink cannot lead out of a mount.
+    let escape = readings(&t, "m1", "escape");
+    assert!(escape["read"]["error"].is_string(), "{escape}");
 }
 
 #[test]
