@@ -448,6 +448,72 @@ mod tests {
         }
     }
 
+    fn step(yaml: &str) -> StepSpec {
+        let flow = format!("flow: {{id: f}}\njobs:\n  - id: j\n    steps:\n      - {yaml}\n");
+        let loaded = aetherflow_spec::parse_flow(&flow, "flow.yaml").unwrap();
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        loaded.spec.unwrap().jobs[0].steps[0].clone()
+    }
+
+    #[test]
+    fn limits_come_from_the_step_then_settings_then_strict_defaults() {
+        let env = EnvSnapshot::new();
+        let mut settings = Settings::from_env(&env).unwrap();
+        let resolve = |yaml: &str, flow: Determinism, settings: &Settings| {
+            StepPolicy::resolve(&step(yaml), flow, settings, &env, Path::new("/")).unwrap()
+        };
+        let p = resolve("{id: s, type: t}", Determinism::Normal, &settings);
+        assert!(!p.strict);
+        assert_eq!(p.limits.fuel, None);
+        assert_eq!(p.limits.timeout, Duration::from_secs(3600));
+        assert_eq!(p.limits.max_output_bytes, 16 << 20);
+        assert_eq!(
+            p.limits.sources.max_output_bytes,
+            "AETHERFLOW_STEP_MAX_OUTPUT_BYTES"
+        );
+
+        let p = resolve("{id: s, type: t}", Determinism::Strict, &settings);
+        assert!(p.strict, "the flow's default");
+        assert_eq!(p.limits.fuel, Some(DEFAULT_STRICT_FUEL));
+        let p = resolve(
+            "{id: s, type: t, determinism: normal}",
+            Determinism::Strict,
+            &settings,
+        );
+        assert!(!p.strict, "the step's own wins");
+        let p = resolve(
+            "{id: s, type: external.process}",
+            Determinism::Strict,
+            &settings,
+        );
+        assert!(!p.strict, "native steps do not inherit strict");
+
+        settings.step_fuel = Some(7);
+        let p = resolve(
+            "{id: s, type: t, determinism: strict}",
+            Determinism::Normal,
+            &settings,
+        );
+        assert_eq!(
+            (p.limits.fuel, p.limits.sources.fuel),
+            (Some(7), "AETHERFLOW_STEP_FUEL")
+        );
+        let p = resolve(
+            "{id: s, type: t, timeout_seconds: 5, limits: {fuel: 9, memory_mb: 3, max_output_bytes: 10, max_log_bytes: 11}}",
+            Determinism::Normal,
+            &settings,
+        );
+        assert_eq!(
+            (p.limits.fuel, p.limits.sources.fuel),
+            (Some(9), "limits.fuel")
+        );
+        assert_eq!(p.limits.timeout, Duration::from_secs(5), "the alias");
+        assert_eq!(p.limits.memory_bytes, 3 << 20);
+        assert_eq!(p.limits.max_output_bytes, 10);
+        assert_eq!(p.limits.max_log_bytes, 11);
+        assert_eq!(p.limits.sources.max_log_bytes, "limits.max_log_bytes");
+    }
+
     #[test]
     fn grants_come_from_declared_inputs_and_the_grants_list() {
         let caps = vec![("db".to_string(), "resource".to_string())];

@@ -215,3 +215,57 @@ pub fn parse_seconds(v: &str) -> Option<Duration> {
     let secs: f64 = v.trim().parse().ok()?;
     (secs.is_finite() && secs > 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::from_env(
+            &vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn limit_defaults_and_overrides() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.step_fuel, None);
+        assert_eq!(s.step_max_output_bytes, 16 << 20);
+        assert_eq!(s.step_max_log_bytes, 8 << 20);
+        assert_eq!(s.max_component_bytes, 128 << 20);
+        let s = settings(&[
+            ("AETHERFLOW_STEP_FUEL", "1_000_000"),
+            ("AETHERFLOW_STEP_MAX_OUTPUT_BYTES", "1 MiB"),
+            ("AETHERFLOW_STEP_MAX_LOG_BYTES", "2048"),
+            ("AETHERFLOW_MAX_COMPONENT_BYTES", "10MB"),
+        ])
+        .unwrap();
+        assert_eq!(s.step_fuel, Some(1_000_000));
+        assert_eq!(s.step_max_output_bytes, 1 << 20);
+        assert_eq!(s.step_max_log_bytes, 2048);
+        assert_eq!(s.max_component_bytes, 10_000_000);
+        assert_eq!(
+            settings(&[("AETHERFLOW_STEP_FUEL", "none")])
+                .unwrap()
+                .step_fuel,
+            None
+        );
+    }
+
+    #[test]
+    fn invalid_limit_settings_name_the_variable() {
+        for (var, value) in [
+            ("AETHERFLOW_STEP_FUEL", "0"),
+            ("AETHERFLOW_STEP_FUEL", "lots"),
+            ("AETHERFLOW_STEP_MAX_OUTPUT_BYTES", "0"),
+            ("AETHERFLOW_STEP_MAX_LOG_BYTES", "ten"),
+            ("AETHERFLOW_MAX_COMPONENT_BYTES", "1 PB"),
+        ] {
+            let e = settings(&[(var, value)]).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("invalid {var}=`{value}`: ")), "{e}");
+        }
+    }
+}

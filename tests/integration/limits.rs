@@ -311,7 +311,7 @@ fn readings(t: &Test, run: &str, step: &str) -> Value {
 fn strict_steps_see_a_fixed_clock_and_a_resume_sees_the_same_clock_and_random() {
     // Flow-level strict; `e1` fails its first attempt and reports what it read.
     let flow = header("strict").replace("  id: strict\n", "  id: strict\n  determinism: strict\n")
-        + "jobs:\n  - id: j\n    steps:\n      - {id: e1, type: test_entropy, inputs: {fail_first_attempt: true}}\n      - {id: e2, type: test_entropy, inputs: {}}\n";
+        + "jobs:\n  - id: j\n    steps:\n      - {id: e1, type: test_entropy, inputs: {fail_first_attempt: true}}\n      - {id: e2, type: test_entropy, inputs: {}}\n      - {id: e3, type: test_entropy, inputs: {}, determinism: normal}\n";
     let t = test(&flow);
     let first = t.run_args(&["run", "flow.yaml", "--run-id", "s1"]);
     first.status(1);
@@ -344,6 +344,9 @@ fn strict_steps_see_a_fixed_clock_and_a_resume_sees_the_same_clock_and_random() 
         assert_ne!(e2[k], e1[k], "{k}");
     }
     assert_ne!(e1["secure"][0], e1["secure"][1], "two reads differ");
+    // A step's own `determinism: normal` overrides the flow's: real clocks.
+    let e3 = readings(&t, "s1", "e3");
+    assert_ne!(e3["wall_ns"][0].as_u64().unwrap(), start_ns);
 }
 
 #[test]
