@@ -10,6 +10,7 @@ pub mod envfiles;
 pub mod native;
 pub mod observe;
 pub mod output;
+pub mod policy;
 pub mod redact;
 pub mod resources;
 pub mod runner;

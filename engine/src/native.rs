@@ -56,6 +56,7 @@ pub fn external_process(
         skipped: outcome.status == ProcessStatus::Skipped,
         outputs: outcome.outputs,
         reason: outcome.reason,
+        fuel_used: None,
     })
 }
 

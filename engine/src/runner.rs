@@ -22,9 +22,13 @@ use serde_json::{json, Map, Value};
 
 use crate::connectors::{Connectors, ResolvedResource};
 use crate::observe::{Level, Observer};
+use crate::policy::{check_workspace_overlap, grants_for, StepPolicy};
 use crate::redact::Redactor;
-use crate::sandbox::{AttemptContext, Capabilities, Limits, LogLevel, StepLogger, StepReturn};
-use crate::settings::{parse_seconds, EnvSnapshot, Settings};
+use crate::sandbox::{
+    fmt_bytes, output_size_message, step_seed, AttemptContext, Capabilities, LogLevel,
+    Reproducibility, StepLogger, StepReturn,
+};
+use crate::settings::{EnvSnapshot, Settings};
 use crate::steps::{Registry, StepImpl};
 
 /// Everything a run needs that outlives it.
@@ -117,6 +121,11 @@ struct Runner<'a> {
     /// Masks known secrets in what is written to the state store (events are masked by
     /// the observer itself).
     redactor: Arc<Redactor>,
+    /// The flow file's directory (relative mount sources resolve against it).
+    flow_dir: PathBuf,
+    /// Start of the run's first attempt (ms since the epoch), from the state store: the
+    /// wall clock of `determinism: strict` steps, the same on every resume.
+    run_started_ms: i64,
 }
 
 /// Run the flow. Job failures are reported in the summary (and by the exit code); an
@@ -154,6 +163,11 @@ pub fn run_flow(
         cancel: Arc::new(AtomicBool::new(false)),
         resuming: false,
         redactor: obs.redactor(),
+        flow_dir: std::path::absolute(req.flow_path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from(".")),
+        run_started_ms: 0,
     };
 
     let started = Instant::now();
@@ -167,6 +181,7 @@ pub fn run_flow(
     // Only a resumed run (attempt > 1) can have finished steps to skip.
     let runner = Runner {
         resuming: run_record.attempt > 1,
+        run_started_ms: run_record.started_at_ms,
         ..runner
     };
     obs.event(
@@ -603,8 +618,21 @@ impl<'a> Runner<'a> {
                     return Err(JobFailure(format!("step {}: {e}", step.id)));
                 }
             };
+            let policy = match StepPolicy::resolve(
+                step,
+                self.meta.determinism,
+                self.env.settings,
+                self.env.env,
+                &self.flow_dir,
+            ) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.flush_end(&jkey, &mut pending, summary)?;
+                    return Err(JobFailure(e));
+                }
+            };
             // A step-level deadline also bounds an OS command, unless it sets its own.
-            if let (Some(secs), Some(map)) = (step.timeout_seconds, inputs.as_object_mut()) {
+            if let (Some(secs), Some(map)) = (step.timeout(), inputs.as_object_mut()) {
                 if step.type_ == crate::steps::EXTERNAL_PROCESS
                     && !map.contains_key("timeout_seconds")
                 {
@@ -648,16 +676,12 @@ impl<'a> Runner<'a> {
                 scratch_dir: scratch.clone(),
                 manifests_dir: manifests.clone(),
             };
-            let timeout = step
-                .timeout_seconds
-                .and_then(|s| parse_seconds(&s.to_string()))
-                .unwrap_or(self.env.settings.step_timeout);
             let outcome = self.execute(
                 &step.type_,
                 step.type_sha256.as_deref(),
                 &ctx,
                 &inputs,
-                timeout,
+                &policy,
                 0,
             );
             let duration_ms = t0.elapsed().as_millis() as i64;
@@ -700,6 +724,9 @@ impl<'a> Runner<'a> {
             let mut f = f;
             f.push(("status", json!(status.as_str())));
             f.push(("duration_ms", json!(duration_ms)));
+            if let Some(fuel) = ret.fuel_used {
+                f.push(("fuel_used", json!(fuel)));
+            }
             pending = Some(PendingEnd {
                 step_id: step.id.clone(),
                 end: StepEnd {
@@ -790,7 +817,7 @@ impl<'a> Runner<'a> {
         pin: Option<&str>,
         ctx: &AttemptContext,
         inputs: &Value,
-        timeout: Duration,
+        policy: &StepPolicy,
         depth: usize,
     ) -> Result<StepReturn, String> {
         let imp = self
@@ -812,7 +839,24 @@ impl<'a> Runner<'a> {
             })?;
         match imp {
             StepImpl::Component(step) => {
-                let grants = grants_for(&step.info.capabilities, inputs);
+                if let Some(limit) = policy.max_component_bytes.filter(|l| step.size > *l) {
+                    return Err(format!(
+                        "step {}: its component `{}` is {}, over the limit of {} (limits.max_component_bytes)",
+                        ctx.step_id,
+                        step.origin,
+                        fmt_bytes(step.size),
+                        fmt_bytes(limit)
+                    ));
+                }
+                let job_dir = ctx.workspace.parent().unwrap_or(&ctx.workspace);
+                check_workspace_overlap(&policy.mounts, job_dir, &ctx.step_id)?;
+                let grants = grants_for(&step.info.capabilities, inputs, &policy.extra_grants);
+                let repro = Reproducibility {
+                    seed: step_seed(&ctx.flow_id, &ctx.run_id, &ctx.job_id, &ctx.step_id),
+                    fixed_wall_clock: policy
+                        .strict
+                        .then(|| Duration::from_millis(self.run_started_ms.max(0) as u64)),
+                };
                 let logger = self.step_logger(ctx);
                 self.env
                     .registry
@@ -821,25 +865,38 @@ impl<'a> Runner<'a> {
                         &step,
                         ctx,
                         inputs,
-                        Limits {
-                            timeout,
-                            memory_bytes: self.env.settings.step_memory_bytes,
-                        },
+                        policy.limits,
+                        &repro,
                         Capabilities {
                             grants,
                             connectors: self.connectors.clone(),
+                            mounts: policy.mounts.clone(),
                             logger,
                         },
                     )
                     .map_err(|f| f.message)
             }
-            StepImpl::ExternalProcess => crate::native::external_process(
-                self.env,
-                &self.work_root,
-                ctx,
-                inputs,
-                &self.cancel,
-            ),
+            StepImpl::ExternalProcess => {
+                let ret = crate::native::external_process(
+                    self.env,
+                    &self.work_root,
+                    ctx,
+                    inputs,
+                    &self.cancel,
+                )?;
+                let size = serde_json::to_string(&ret.outputs)
+                    .map(|s| s.len() as u64)
+                    .unwrap_or(0);
+                if size > policy.limits.max_output_bytes {
+                    return Err(output_size_message(
+                        &ctx.step_id,
+                        size,
+                        policy.limits.max_output_bytes,
+                        policy.limits.sources.max_output_bytes,
+                    ));
+                }
+                Ok(ret)
+            }
             StepImpl::WithLock => {
                 if depth > 8 {
                     return Err("with_lock nested more than 8 levels deep".into());
@@ -855,7 +912,7 @@ impl<'a> Runner<'a> {
                             inner_pin,
                             inner_ctx,
                             inner_inputs,
-                            timeout,
+                            policy,
                             depth + 1,
                         )
                     },
@@ -904,13 +961,4 @@ fn skip_reason_of(out: &Map<String, Value>, reason: Option<&str>) -> String {
         .or(reason.filter(|s| !s.is_empty()))
         .unwrap_or("step requested skip_job")
         .to_string()
-}
-
-/// The resources a component may use: those named by the inputs its `describe` declares.
-fn grants_for(capabilities: &[(String, String)], inputs: &Value) -> Vec<String> {
-    capabilities
-        .iter()
-        .filter_map(|(_kind, input)| inputs.get(input).and_then(Value::as_str))
-        .map(str::to_string)
-        .collect()
 }

@@ -64,6 +64,16 @@ pub struct Settings {
     pub component_cache: Option<PathBuf>,
     pub step_timeout: Duration,
     pub step_memory_bytes: usize,
+    /// `AETHERFLOW_STEP_FUEL`: the fuel budget of a step without `limits.fuel` (`None`: no
+    /// budget, except under `determinism: strict`, see [`DEFAULT_STRICT_FUEL`]).
+    pub step_fuel: Option<u64>,
+    /// `AETHERFLOW_STEP_MAX_OUTPUT_BYTES`: largest JSON text of a step's outputs.
+    pub step_max_output_bytes: u64,
+    /// `AETHERFLOW_STEP_MAX_LOG_BYTES`: log volume one attempt may emit.
+    pub step_max_log_bytes: u64,
+    /// `AETHERFLOW_MAX_COMPONENT_BYTES`: plugin components larger than this are refused
+    /// when they are loaded.
+    pub max_component_bytes: u64,
     pub state_sync: StateSync,
     /// `AETHERFLOW_CONNECTOR_CACHE_DEFAULT` (`run`|`process`|`none`; unknown means `run`).
     pub connector_cache: crate::connectors::CachePolicy,
@@ -80,6 +90,18 @@ pub enum SettingsError {
         why: &'static str,
     },
 }
+
+/// Default of `AETHERFLOW_STEP_MAX_OUTPUT_BYTES`.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 16 << 20;
+/// Default of `AETHERFLOW_STEP_MAX_LOG_BYTES`.
+pub const DEFAULT_MAX_LOG_BYTES: u64 = 8 << 20;
+/// Default of `AETHERFLOW_MAX_COMPONENT_BYTES`: room for interpreters compiled to a
+/// component (componentize-py embeds CPython, about 40 MB).
+pub const DEFAULT_MAX_COMPONENT_BYTES: u64 = 128 << 20;
+/// The fuel budget of a `determinism: strict` step that has none from `limits.fuel` or
+/// `AETHERFLOW_STEP_FUEL`: a strict step must end the same way on every run, which a
+/// wall-clock deadline cannot promise.
+pub const DEFAULT_STRICT_FUEL: u64 = 1_000_000_000_000;
 
 /// Only the literal `true` (any case) is true, as in the reference.
 fn flag(env: &EnvSnapshot, key: &str, default: bool) -> bool {
@@ -148,6 +170,40 @@ impl Settings {
                 })
             }
         };
+        let step_fuel = match get("AETHERFLOW_STEP_FUEL") {
+            None => None,
+            Some(v) if v.eq_ignore_ascii_case("none") => None,
+            Some(v) => match v.replace('_', "").parse::<u64>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(SettingsError::Invalid {
+                        var: "AETHERFLOW_STEP_FUEL",
+                        value: v.into(),
+                        why: "expected a whole number of fuel units greater than 0, or `none`",
+                    })
+                }
+            },
+        };
+        let size = |var: &'static str, default: u64| -> Result<u64, SettingsError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => match aetherflow_spec::parse_size(v) {
+                    Some(n) if n > 0 => Ok(n),
+                    _ => Err(SettingsError::Invalid {
+                        var,
+                        value: v.into(),
+                        why: "expected a size greater than 0: bytes, or a number with a unit such as `16 MiB`",
+                    }),
+                },
+            }
+        };
+        let step_max_output_bytes =
+            size("AETHERFLOW_STEP_MAX_OUTPUT_BYTES", DEFAULT_MAX_OUTPUT_BYTES)?;
+        let step_max_log_bytes = size("AETHERFLOW_STEP_MAX_LOG_BYTES", DEFAULT_MAX_LOG_BYTES)?;
+        let max_component_bytes = size(
+            "AETHERFLOW_MAX_COMPONENT_BYTES",
+            DEFAULT_MAX_COMPONENT_BYTES,
+        )?;
         let state_sync = match get("AETHERFLOW_STATE_SYNC")
             .map(str::to_ascii_lowercase)
             .as_deref()
@@ -171,6 +227,10 @@ impl Settings {
             component_cache,
             step_timeout,
             step_memory_bytes,
+            step_fuel,
+            step_max_output_bytes,
+            step_max_log_bytes,
+            max_component_bytes,
             state_sync,
             connector_cache: crate::connectors::CachePolicy::parse(
                 get("AETHERFLOW_CONNECTOR_CACHE_DEFAULT").unwrap_or("run"),
@@ -184,4 +244,58 @@ impl Settings {
 pub fn parse_seconds(v: &str) -> Option<Duration> {
     let secs: f64 = v.trim().parse().ok()?;
     (secs.is_finite() && secs > 0.0 && secs < 1e9).then(|| Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::from_env(
+            &vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn limit_defaults_and_overrides() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.step_fuel, None);
+        assert_eq!(s.step_max_output_bytes, 16 << 20);
+        assert_eq!(s.step_max_log_bytes, 8 << 20);
+        assert_eq!(s.max_component_bytes, 128 << 20);
+        let s = settings(&[
+            ("AETHERFLOW_STEP_FUEL", "1_000_000"),
+            ("AETHERFLOW_STEP_MAX_OUTPUT_BYTES", "1 MiB"),
+            ("AETHERFLOW_STEP_MAX_LOG_BYTES", "2048"),
+            ("AETHERFLOW_MAX_COMPONENT_BYTES", "10MB"),
+        ])
+        .unwrap();
+        assert_eq!(s.step_fuel, Some(1_000_000));
+        assert_eq!(s.step_max_output_bytes, 1 << 20);
+        assert_eq!(s.step_max_log_bytes, 2048);
+        assert_eq!(s.max_component_bytes, 10_000_000);
+        assert_eq!(
+            settings(&[("AETHERFLOW_STEP_FUEL", "none")])
+                .unwrap()
+                .step_fuel,
+            None
+        );
+    }
+
+    #[test]
+    fn invalid_limit_settings_name_the_variable() {
+        for (var, value) in [
+            ("AETHERFLOW_STEP_FUEL", "0"),
+            ("AETHERFLOW_STEP_FUEL", "lots"),
+            ("AETHERFLOW_STEP_MAX_OUTPUT_BYTES", "0"),
+            ("AETHERFLOW_STEP_MAX_LOG_BYTES", "ten"),
+            ("AETHERFLOW_MAX_COMPONENT_BYTES", "1 PB"),
+        ] {
+            let e = settings(&[(var, value)]).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("invalid {var}=`{value}`: ")), "{e}");
+        }
+    }
 }

@@ -7,8 +7,9 @@ use aetherflow_spec::{Issue, LoadError, LoadedFlow, SemanticOptions};
 use aetherflow_template::{self as template, Phase, ScanFinding, ScanKind};
 use serde_json::{json, Map, Value};
 
+use crate::policy::ComponentFacts;
 use crate::settings::{EnvSnapshot, Mode};
-use crate::steps::Registry;
+use crate::steps::{Registry, StepImpl};
 
 pub struct Report {
     pub ok: bool,
@@ -126,6 +127,25 @@ pub fn validate_flow(
         external_process_check: &process_check,
     };
     let mut errors = loaded.semantic_checks(&opts);
+    // Engine extensions: limits, grants, mounts and determinism (after the reference's
+    // checks, so its order is kept).
+    if let Some(spec) = &loaded.spec {
+        let flow_dir = std::path::absolute(path)
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| Path::new(".").to_path_buf());
+        let facts = |step_type: &str| match registry.resolve(step_type, None) {
+            Ok(Some(StepImpl::Component(c))) => Some(ComponentFacts {
+                kinds: c.info.kinds(),
+                size: c.size,
+            }),
+            _ => None,
+        };
+        for issue in crate::policy::check(spec, env, &flow_dir, &facts) {
+            let pos = loaded.positions().lookup(&issue.loc);
+            errors.push(issue.with_pos(pos));
+        }
+    }
     let mut warnings = loaded.warnings.clone();
     if enterprise {
         for e in errors

@@ -8,7 +8,7 @@ use std::path::Path;
 use aetherflow_test_fixtures as fx;
 use serde_json::Value;
 
-use crate::harness::{header, job_status, Test};
+use crate::harness::{header, Test};
 
 const RUN: &str = "h1";
 

@@ -15,6 +15,7 @@ mod examples;
 mod gating;
 mod hostile;
 mod http;
+mod limits;
 mod locks;
 mod mail;
 mod parity;

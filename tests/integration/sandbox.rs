@@ -139,7 +139,7 @@ jobs:
         .collect();
     assert_eq!(
         errors["g"],
-        "resource `secret` is not granted to step `g`: a step may use only the resources its inputs name"
+        "resource `secret` is not granted to step `g`: a step may use only the resources its inputs name and those in its `grants:`"
     );
     assert_eq!(errors["w"], "Resource api is kind=rest, requested kind=db");
     assert_eq!(job_status(&t.store(), "grant", "g1", "allowed"), "SUCCESS");

@@ -45,6 +45,7 @@ pub fn registry(settings: &Settings) -> Result<Registry, i32> {
         &settings.plugin_paths,
         settings.plugin_strict,
         settings.mode,
+        settings.max_component_bytes,
     )
     .map_err(|e| {
         output::error(e);

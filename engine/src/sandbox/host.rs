@@ -1,6 +1,6 @@
 //! Host side of the step world's imports (`log`, `sql`) and the per-store state.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use crate::connectors::{Connectors, IncomingBody, SqlCursor};
 /// Most rows one `next-batch` call may return, whatever the guest asks for.
 const MAX_BATCH_ROWS: usize = 10_000;
 /// Log lines one attempt may emit; beyond that lines are counted and dropped.
-const MAX_LOG_LINES: usize = 10_000;
+pub const MAX_LOG_LINES: usize = 10_000;
 /// Most bytes one `incoming-body.read` call may return.
 const MAX_READ_BYTES: usize = 1 << 20;
 /// Longest log message kept (bytes).
@@ -39,6 +39,8 @@ pub struct HostState {
     pub(super) table: ResourceTable,
     pub(super) limiter: MemLimiter,
     pub(super) step: Option<StepEnv>,
+    /// When the call's deadline passes; clock waits end by then (see deadline.rs).
+    pub(super) deadline: Option<std::time::Instant>,
 }
 
 impl WasiView for HostState {
@@ -91,12 +93,46 @@ impl ResourceLimiter for MemLimiter {
 
 /// What the running step was granted.
 pub struct StepEnv {
-    grants: BTreeSet<String>,
+    /// Resource name -> the kinds the step may use it as (those its `describe` declares).
+    grants: BTreeMap<String, BTreeSet<String>>,
     connectors: Arc<Connectors>,
     logger: StepLogger,
     step_id: String,
     workspace: PathBuf,
-    log_lines: usize,
+    log: LogBudget,
+}
+
+/// How much an attempt may log, what it logged, and what was dropped.
+#[derive(Debug, Clone, Default)]
+pub struct LogBudget {
+    pub max_bytes: u64,
+    pub lines: usize,
+    pub bytes: u64,
+    pub dropped_lines: u64,
+    pub dropped_bytes: u64,
+}
+
+impl LogBudget {
+    pub fn new(max_bytes: u64) -> Self {
+        LogBudget {
+            max_bytes,
+            ..Default::default()
+        }
+    }
+
+    /// Whether a line may still be emitted: `kept` is what it costs (message after
+    /// truncation, plus fields), `full` its size as the guest sent it. A refused line is
+    /// counted as dropped, with its full size.
+    fn admit(&mut self, kept: u64, full: u64) -> bool {
+        if self.lines >= MAX_LOG_LINES || self.bytes.saturating_add(kept) > self.max_bytes {
+            self.dropped_lines += 1;
+            self.dropped_bytes = self.dropped_bytes.saturating_add(full);
+            return false;
+        }
+        self.lines += 1;
+        self.bytes += kept;
+        true
+    }
 }
 
 /// Why a connector call was refused before it reached the connector.
@@ -108,31 +144,41 @@ enum Refusal {
 
 impl StepEnv {
     pub fn new(
-        grants: impl IntoIterator<Item = String>,
+        grants: BTreeMap<String, BTreeSet<String>>,
         connectors: Arc<Connectors>,
         logger: StepLogger,
         step_id: String,
         workspace: PathBuf,
+        max_log_bytes: u64,
     ) -> Self {
         StepEnv {
-            grants: grants.into_iter().collect(),
+            grants,
             connectors,
             logger,
             step_id,
             workspace,
-            log_lines: 0,
+            log: LogBudget::new(max_log_bytes),
         }
     }
 
-    /// A step may use a resource only if the flow named it in the step's inputs (as the
-    /// step's `describe` declares), and only as one of the kinds the interface serves.
+    pub fn log_budget(&self) -> &LogBudget {
+        &self.log
+    }
+
+    pub fn logger(&self) -> &StepLogger {
+        &self.logger
+    }
+
+    /// A step may use a resource only if the flow named it for that step (in an input its
+    /// `describe` declares, or in its `grants:`), only as a kind the step declares, and
+    /// only as one of the kinds the interface serves.
     fn check_grant(&self, resource: &str, kinds: &[&str]) -> Result<(), Refusal> {
-        if !self.grants.contains(resource) {
+        let Some(granted_kinds) = self.grants.get(resource) else {
             return Err(Refusal::NotGranted(format!(
-                "resource `{resource}` is not granted to step `{}`: a step may use only the resources its inputs name",
+                "resource `{resource}` is not granted to step `{}`: a step may use only the resources its inputs name and those in its `grants:`",
                 self.step_id
             )));
-        }
+        };
         match self.connectors.kind(resource) {
             None => Err(Refusal::UnknownResource(format!(
                 "Unknown resource: {resource}. Known: [{}]",
@@ -146,6 +192,15 @@ impl StepEnv {
             Some(k) if !kinds.contains(&k) => Err(Refusal::WrongKind(format!(
                 "Resource {resource} is kind={k}, requested kind={}",
                 kinds.join("|")
+            ))),
+            Some(k) if !granted_kinds.contains(k) => Err(Refusal::WrongKind(format!(
+                "Resource {resource} is kind={k}, but step `{}` declares only kind={} for it",
+                self.step_id,
+                granted_kinds
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join("|")
             ))),
             Some(_) => Ok(()),
         }
@@ -226,17 +281,11 @@ impl log::Host for HostState {
         let Some(env) = self.step.as_mut() else {
             return Ok(());
         };
-        env.log_lines += 1;
-        if env.log_lines > MAX_LOG_LINES {
-            if env.log_lines == MAX_LOG_LINES + 1 {
-                (env.logger)(
-                    LogLevel::Warn,
-                    &format!(
-                        "log limit of {MAX_LOG_LINES} lines reached; further lines are dropped"
-                    ),
-                    Map::new(),
-                );
-            }
+        let kept = message.len().min(MAX_LOG_MESSAGE) + fields.len();
+        if !env
+            .log
+            .admit(kept as u64, (message.len() + fields.len()) as u64)
+        {
             return Ok(());
         }
         let mut message = message;
@@ -543,5 +592,29 @@ impl mail::Host for HostState {
             }
         }
         Ok(env.connectors.mail_send(&resource, msg, attachments))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_budget_keeps_lines_until_bytes_or_lines_run_out() {
+        let mut b = LogBudget::new(250);
+        assert!(b.admit(100, 100));
+        assert!(b.admit(100, 100));
+        assert!(!b.admit(100, 5000), "would pass 250 bytes");
+        assert!(b.admit(50, 50), "a smaller line still fits");
+        assert!(!b.admit(1, 1));
+        assert_eq!((b.lines, b.bytes), (3, 250));
+        assert_eq!((b.dropped_lines, b.dropped_bytes), (2, 5001));
+
+        let mut b = LogBudget::new(u64::MAX);
+        for _ in 0..MAX_LOG_LINES {
+            assert!(b.admit(0, 0));
+        }
+        assert!(!b.admit(0, 0), "line cap");
+        assert_eq!(b.dropped_lines, 1);
     }
 }

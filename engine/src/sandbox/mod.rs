@@ -5,10 +5,13 @@
 //! state into the next attempt.
 
 mod cache;
+mod deadline;
+mod determinism;
 mod engine_config;
 mod host;
 mod secrets;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,7 +24,8 @@ use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-pub use host::{HostState, LogLevel, StepLogger};
+pub use determinism::{step_seed, Reproducibility, STRICT_MONOTONIC_STEP};
+pub use host::{HostState, LogLevel, StepLogger, MAX_LOG_LINES};
 pub use secrets::{ComponentSecretsProvider, SECRETS_CALL_TIMEOUT, SECRETS_MEMORY_BYTES};
 
 use crate::connectors::Connectors;
@@ -85,7 +89,16 @@ pub struct LoadedStep {
     pub info: StepInfo,
     pub sha256: String,
     pub origin: Origin,
+    /// Size of the component (the `.wasm` bytes).
+    pub size: u64,
     pre: bindings::StepPre<HostState>,
+}
+
+impl StepInfo {
+    /// The connector kinds the step declares (`describe` capabilities), deduplicated.
+    pub fn kinds(&self) -> BTreeSet<String> {
+        self.capabilities.iter().map(|(k, _)| k.clone()).collect()
+    }
 }
 
 /// Per-attempt limits.
@@ -93,6 +106,42 @@ pub struct LoadedStep {
 pub struct Limits {
     pub timeout: Duration,
     pub memory_bytes: usize,
+    /// CPU budget in fuel; `None` is no budget.
+    pub fuel: Option<u64>,
+    /// Largest JSON text of the outputs.
+    pub max_output_bytes: u64,
+    /// Log volume (message and fields bytes) the attempt may emit.
+    pub max_log_bytes: u64,
+    /// Where each limit came from, named in the failure message (`limits.fuel`,
+    /// `AETHERFLOW_STEP_FUEL`, ...).
+    pub sources: LimitSources,
+}
+
+/// The setting that gave a limit its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSources {
+    pub fuel: &'static str,
+    pub max_output_bytes: &'static str,
+    pub max_log_bytes: &'static str,
+}
+
+impl Default for LimitSources {
+    fn default() -> Self {
+        LimitSources {
+            fuel: "limits.fuel",
+            max_output_bytes: "limits.max_output_bytes",
+            max_log_bytes: "limits.max_log_bytes",
+        }
+    }
+}
+
+/// A host directory preopened for a step, besides its workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub host: PathBuf,
+    /// Absolute path inside the sandbox.
+    pub guest: String,
+    pub writable: bool,
 }
 
 /// Identity and workspace of one attempt (mirrors the WIT `step-context`).
@@ -110,11 +159,13 @@ pub struct AttemptContext {
     pub manifests_dir: PathBuf,
 }
 
-/// What an attempt may reach: the resources the flow granted it (by name), the run's
-/// connectors behind them, and where its log lines go.
+/// What an attempt may reach: the resources the flow granted it (name -> the kinds it
+/// may use it as), the run's connectors behind them, extra mounts, and where its log lines
+/// go.
 pub struct Capabilities {
-    pub grants: Vec<String>,
+    pub grants: BTreeMap<String, BTreeSet<String>>,
     pub connectors: Arc<Connectors>,
+    pub mounts: Vec<Mount>,
     pub logger: StepLogger,
 }
 
@@ -124,6 +175,8 @@ pub struct StepReturn {
     pub skipped: bool,
     pub outputs: Map<String, Value>,
     pub reason: Option<String>,
+    /// Fuel the attempt consumed (sandboxed steps only).
+    pub fuel_used: Option<u64>,
 }
 
 /// Why an attempt failed. `message` is what the user sees.
@@ -139,6 +192,10 @@ pub enum FailureKind {
     StepError,
     Timeout,
     Memory,
+    /// The fuel budget ran out.
+    Fuel,
+    /// The outputs were larger than `max_output_bytes`.
+    OutputSize,
     Trap,
     /// The host could not set the attempt up (workspace, instantiation).
     Host,
@@ -168,6 +225,7 @@ impl Sandbox {
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         bindings::Step::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        deadline::add_to_linker(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         {
@@ -214,7 +272,7 @@ impl Sandbox {
             None => Component::new(&self.engine, bytes).map_err(|e| format!("{e:#}")),
         }
         .map_err(load_err)?;
-        self.finish(component, sha256, origin)
+        self.finish(component, sha256, origin, bytes.len() as u64)
     }
 
     /// A built-in step: `precompiled` is what build.rs made of `bytes` with this engine's
@@ -234,14 +292,14 @@ impl Sandbox {
             .as_ref()
             .and_then(|c| c.get_or_store(&self.engine, &sha256, precompiled))
         {
-            return self.finish(component, sha256, Origin::Builtin);
+            return self.finish(component, sha256, Origin::Builtin, bytes.len() as u64);
         }
         // SAFETY: `precompiled` is embedded in this binary by build.rs, produced by
         // `precompile_component` of this wasmtime version from the configuration in
         // engine_config.rs; wasmtime checks version, configuration and target and refuses
         // a mismatch.
         match unsafe { Component::deserialize(&self.engine, precompiled) } {
-            Ok(component) => self.finish(component, sha256, Origin::Builtin),
+            Ok(component) => self.finish(component, sha256, Origin::Builtin, bytes.len() as u64),
             Err(_) => self.load_with_digest(bytes, sha256, Origin::Builtin),
         }
     }
@@ -252,6 +310,7 @@ impl Sandbox {
         component: Component,
         sha256: String,
         origin: Origin,
+        size: u64,
     ) -> Result<LoadedStep, SandboxError> {
         let load_err = |message: String| SandboxError::Load {
             origin: origin.to_string(),
@@ -271,6 +330,7 @@ impl Sandbox {
             info,
             sha256,
             origin,
+            size,
             pre,
         })
     }
@@ -281,7 +341,7 @@ impl Sandbox {
             64 << 20,
             None,
         ));
-        store.set_epoch_deadline(ticks(Duration::from_secs(10)));
+        arm_deadline(&mut store, Duration::from_secs(10));
         let step = pre
             .instantiate(&mut store)
             .map_err(|e| format!("cannot instantiate: {e:#}"))?;
@@ -310,6 +370,7 @@ impl Sandbox {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
+        set_fuel(&mut store, None);
         store
     }
 
@@ -320,6 +381,7 @@ impl Sandbox {
         ctx: &AttemptContext,
         inputs: &Value,
         limits: Limits,
+        repro: &Reproducibility,
         caps: Capabilities,
     ) -> Result<StepReturn, StepFailure> {
         let host_err = |message: String| StepFailure {
@@ -328,9 +390,16 @@ impl Sandbox {
         };
         let stdout = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
         let stderr = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
-        let wasi = build_wasi(&ctx.workspace, stdout.clone(), stderr.clone()).map_err(|e| {
+        let wasi = build_wasi(
+            &ctx.workspace,
+            &caps.mounts,
+            repro,
+            stdout.clone(),
+            stderr.clone(),
+        )
+        .map_err(|e| {
             host_err(format!(
-                "cannot prepare the workspace for step {}: {e}",
+                "cannot prepare the sandbox of step {}: {e}",
                 ctx.step_id
             ))
         })?;
@@ -343,10 +412,12 @@ impl Sandbox {
                 caps.logger,
                 ctx.step_id.clone(),
                 ctx.workspace.clone(),
+                limits.max_log_bytes,
             )),
         );
         let mut store = self.store(state);
-        store.set_epoch_deadline(ticks(limits.timeout));
+        arm_deadline(&mut store, limits.timeout);
+        set_fuel(&mut store, limits.fuel);
         let started = Instant::now();
 
         let wit_ctx = wit::StepContext {
@@ -365,8 +436,24 @@ impl Sandbox {
             .pre
             .instantiate(&mut store)
             .and_then(|instance| instance.call_run(&mut store, &wit_ctx, &inputs.to_string()));
+        let fuel_used = limits
+            .fuel
+            .unwrap_or(u64::MAX)
+            .saturating_sub(store.get_fuel().unwrap_or(0));
+        report_dropped_logs(store.data(), &ctx.step_id, limits.sources.max_log_bytes);
         match result {
             Ok(Ok(r)) => {
+                if r.outputs.len() as u64 > limits.max_output_bytes {
+                    return Err(StepFailure {
+                        kind: FailureKind::OutputSize,
+                        message: output_size_message(
+                            &ctx.step_id,
+                            r.outputs.len() as u64,
+                            limits.max_output_bytes,
+                            limits.sources.max_output_bytes,
+                        ),
+                    });
+                }
                 let outputs = match serde_json::from_str::<Value>(&r.outputs) {
                     Ok(Value::Object(m)) => m,
                     Ok(_) | Err(_) => {
@@ -383,6 +470,7 @@ impl Sandbox {
                     skipped: matches!(r.status, wit::Status::Skipped),
                     outputs,
                     reason: r.reason,
+                    fuel_used: Some(fuel_used),
                 })
             }
             Ok(Err(e)) => Err(StepFailure {
@@ -413,8 +501,83 @@ impl Sandbox {
     }
 }
 
+/// The deadline of a call: the epoch deadline for running code, and the end of any clock
+/// wait (deadline.rs).
+fn arm_deadline(store: &mut Store<HostState>, timeout: Duration) {
+    store.set_epoch_deadline(ticks(timeout));
+    store.data_mut().deadline = Instant::now().checked_add(timeout);
+}
+
+/// Fuel for a store: the budget, or all there is. The engine always meters fuel (see
+/// engine_config.rs), so a store without any would trap at its first instruction.
+fn set_fuel<T>(store: &mut Store<T>, budget: Option<u64>) {
+    // Only fails when the engine does not meter fuel, which engine_config.rs rules out.
+    let _ = store.set_fuel(budget.unwrap_or(u64::MAX));
+}
+
+/// The one event that says how much of an attempt's log was dropped.
+fn report_dropped_logs(state: &HostState, step_id: &str, source: &str) {
+    let Some(env) = state.step.as_ref() else {
+        return;
+    };
+    let b = env.log_budget();
+    if b.dropped_lines == 0 {
+        return;
+    }
+    let why = if b.lines >= MAX_LOG_LINES {
+        format!("{MAX_LOG_LINES} lines")
+    } else {
+        format!("{} ({source})", fmt_bytes(b.max_bytes))
+    };
+    let mut fields = Map::new();
+    fields.insert("dropped_lines".into(), Value::from(b.dropped_lines));
+    fields.insert("dropped_bytes".into(), Value::from(b.dropped_bytes));
+    fields.insert("kept_lines".into(), Value::from(b.lines));
+    fields.insert("kept_bytes".into(), Value::from(b.bytes));
+    fields.insert("max_log_bytes".into(), Value::from(b.max_bytes));
+    (env.logger())(
+        LogLevel::Warn,
+        &format!(
+            "step {step_id} logged more than its limit of {why}: {} lines ({}) were dropped",
+            b.dropped_lines,
+            fmt_bytes(b.dropped_bytes)
+        ),
+        fields,
+    );
+}
+
+/// `step x outputs are 12.3 MiB, over the limit of 1 MiB (limits.max_output_bytes)`.
+pub fn output_size_message(step_id: &str, size: u64, limit: u64, source: &str) -> String {
+    let (mut shown, limit_shown) = (fmt_bytes(size), fmt_bytes(limit));
+    if shown == limit_shown {
+        // Just over the limit: rounding would make both read the same.
+        shown = format!("{size} bytes");
+    }
+    format!("step {step_id} outputs are {shown}, over the limit of {limit_shown} ({source})")
+}
+
+/// A byte count for messages: `512 bytes`, `1 KiB`, `12.3 MiB`, `2 GiB`.
+pub fn fmt_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, unit) in UNITS {
+        if n >= size {
+            if n.is_multiple_of(size) {
+                return format!("{} {unit}", n / size);
+            }
+            let tenths = (n as u128 * 10 + size as u128 / 2) / size as u128;
+            return match tenths % 10 {
+                0 => format!("{} {unit}", tenths / 10),
+                t => format!("{}.{t} {unit}", tenths / 10),
+            };
+        }
+    }
+    format!("{n} bytes")
+}
+
 fn build_wasi(
     workspace: &Path,
+    mounts: &[Mount],
+    repro: &Reproducibility,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
 ) -> Result<WasiCtx, String> {
@@ -426,6 +589,21 @@ fn build_wasi(
     // The workspace is visible at its own absolute path, so guest and host paths agree.
     b.preopened_dir(workspace, path_str(workspace), FsPerms::ReadWrite)
         .map_err(|e| format!("{e:#}"))?;
+    for m in mounts {
+        let perms = if m.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        b.preopened_dir(&m.host, &m.guest, perms).map_err(|e| {
+            format!(
+                "cannot mount `{}` at `{}`: {e:#}",
+                m.host.display(),
+                m.guest
+            )
+        })?;
+    }
+    determinism::apply(&mut b, repro);
     Ok(b.build())
 }
 
@@ -448,6 +626,14 @@ fn classify_trap(
             message: format!(
                 "step {step_id} timed out after {}",
                 fmt_duration(limits.timeout.max(elapsed.min(limits.timeout)))
+            ),
+        },
+        Some(Trap::OutOfFuel) => StepFailure {
+            kind: FailureKind::Fuel,
+            message: format!(
+                "step {step_id} exceeded its fuel budget of {} ({})",
+                limits.fuel.unwrap_or(u64::MAX),
+                limits.sources.fuel
             ),
         },
         _ if memory_hit.is_some() => StepFailure {
@@ -586,13 +772,32 @@ impl HostState {
             table: ResourceTable::new(),
             limiter: host::MemLimiter::new(memory_bytes),
             step,
+            deadline: None,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::explain_link_error;
+    use super::*;
+
+    #[test]
+    fn byte_counts_read_well_and_never_hide_an_overrun() {
+        assert_eq!(fmt_bytes(0), "0 bytes");
+        assert_eq!(fmt_bytes(1000), "1000 bytes");
+        assert_eq!(fmt_bytes(1024), "1 KiB");
+        assert_eq!(fmt_bytes(1 << 20), "1 MiB");
+        assert_eq!(fmt_bytes(12_897_485), "12.3 MiB");
+        assert_eq!(fmt_bytes(3 << 30), "3 GiB");
+        assert_eq!(
+            output_size_message("x", 12_897_485, 1 << 20, "limits.max_output_bytes"),
+            "step x outputs are 12.3 MiB, over the limit of 1 MiB (limits.max_output_bytes)"
+        );
+        assert_eq!(
+            output_size_message("x", (1 << 20) + 1, 1 << 20, "limits.max_output_bytes"),
+            "step x outputs are 1048577 bytes, over the limit of 1 MiB (limits.max_output_bytes)"
+        );
+    }
 
     #[test]
     fn link_errors_name_the_import_and_say_why() {

@@ -17,7 +17,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::{hex, ticks, HostState, Sandbox, SandboxError};
+use super::{hex, HostState, Sandbox, SandboxError};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -76,6 +76,7 @@ impl Sandbox {
         // WASI only: a provider never reaches connectors or the step log.
         let mut linker: Linker<HostState> = Linker::new(&self.engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| super::deadline::add_to_linker(&mut linker))
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let pre = linker.instantiate_pre(&component).map_err(|e| {
             load_err(format!(
@@ -133,7 +134,8 @@ impl ComponentSecretsProvider {
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(ticks(self.timeout));
+        super::set_fuel(&mut store, None);
+        super::arm_deadline(&mut store, self.timeout);
         let started = Instant::now();
         let result = self
             .pre

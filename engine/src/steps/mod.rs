@@ -36,6 +36,8 @@ pub enum RegistryError {
     PluginPathNotFound(String),
     #[error("Failed loading plugin file: {path}: {message}")]
     PluginLoad { path: String, message: String },
+    #[error("Failed loading plugin file: {path}: the component is {}, over the limit of {} (AETHERFLOW_MAX_COMPONENT_BYTES); raise the limit if you trust this component", crate::sandbox::fmt_bytes(*.size), crate::sandbox::fmt_bytes(*.limit))]
+    PluginTooLarge { path: String, size: u64, limit: u64 },
     #[error("plugin `{path}` declares step name `{name}`, which {owner} already uses; give the plugin's step another name")]
     NameClash {
         path: String,
@@ -60,16 +62,20 @@ pub struct Registry {
     /// Plugin paths skipped (non-strict mode, enterprise mode) and names claimed by several
     /// plugins, with why (reported as warnings).
     pub warnings: Vec<String>,
+    /// Plugin components larger than this are refused before they are read.
+    max_component_bytes: u64,
 }
 
 impl Registry {
     /// Built-ins plus the plugins in `plugin_paths`; in enterprise mode the plugin paths
-    /// are not read at all (a warning says so).
+    /// are not read at all (a warning says so). `max_component_bytes`: plugin files larger
+    /// than this are refused (not read).
     pub fn new(
         sandbox: Arc<Sandbox>,
         plugin_paths: &[PathBuf],
         strict: bool,
         mode: Mode,
+        max_component_bytes: u64,
     ) -> Result<Registry, RegistryError> {
         let builtin_bytes: BTreeMap<_, _> = builtins::BUILTIN_COMPONENTS
             .iter()
@@ -83,6 +89,7 @@ impl Registry {
             plugins: BTreeMap::new(),
             flow: provenance::FlowBinding::default(),
             warnings: Vec::new(),
+            max_component_bytes,
         };
         if mode == Mode::Enterprise && !plugin_paths.is_empty() {
             let list: Vec<String> = plugin_paths
@@ -132,6 +139,18 @@ impl Registry {
 
     fn load_plugin(&mut self, file: &Path) -> Result<(), RegistryError> {
         let path = file.display().to_string();
+        let io_err = |e: std::io::Error| RegistryError::PluginLoad {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let size = std::fs::metadata(file).map_err(io_err)?.len();
+        if size > self.max_component_bytes {
+            return Err(RegistryError::PluginTooLarge {
+                path,
+                size,
+                limit: self.max_component_bytes,
+            });
+        }
         let bytes = std::fs::read(file).map_err(|e| RegistryError::PluginLoad {
             path: path.clone(),
             message: e.to_string(),
@@ -306,7 +325,7 @@ mod tests {
     fn builtin_artifacts_are_copied_into_the_cache_not_compiled() {
         let dir = tempfile::tempdir().unwrap();
         let sandbox = Arc::new(Sandbox::new(Some(dir.path().to_path_buf())).unwrap());
-        let reg = Registry::new(sandbox, &[], true, Mode::InternalFast).unwrap();
+        let reg = Registry::new(sandbox, &[], true, Mode::InternalFast, u64::MAX).unwrap();
         assert!(reg.builtin("check_items").unwrap().is_some());
         let (_, precompiled, sha256) = reg.builtin_bytes["check_items"];
         assert!(!precompiled.is_empty(), "build.rs did not precompile");

@@ -17,10 +17,12 @@ pub mod yaml;
 
 pub use issue::{Issue, Pos};
 pub use model::{
-    CleanupPolicy, FlowMeta, FlowSettings, FlowSpec, JobSpec, LockScope, LocksSpec, OnNoData,
-    Profile, ResourceSpec, StateBackend, StateSpec, StepLockEntry, StepSpec, WorkspaceSpec,
+    CleanupPolicy, Determinism, FlowMeta, FlowSettings, FlowSpec, JobSpec, LimitsSpec, LockScope,
+    LocksSpec, MountMode, MountSpec, OnNoData, Profile, ResourceSpec, StateBackend, StateSpec,
+    StepLockEntry, StepSpec, WorkspaceSpec,
 };
 pub use pin::{is_sha256_hex, split_type_pin, PIN_SYNTAX};
+pub use schema::{parse_size, suggest};
 pub use semantic::{
     py_repr_str, py_sorted_list_repr, semantic_checks, ExternalProcessCheck, SemanticOptions,
     WhenCheck,

@@ -74,6 +74,88 @@ impl OnNoData {
     }
 }
 
+/// `flow.determinism` and `steps[].determinism` (engine extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Determinism {
+    /// Randomness seeded from the step's ids; clocks are real.
+    #[default]
+    Normal,
+    /// Also: the wall clock is fixed at the run's start, the monotonic clock advances
+    /// deterministically, and a fuel budget is mandatory.
+    Strict,
+}
+
+impl Determinism {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Determinism::Normal => "normal",
+            Determinism::Strict => "strict",
+        }
+    }
+}
+
+/// `steps[].limits` (engine extension). `None` means the engine default (settings).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LimitsSpec {
+    /// Wall-clock deadline (> 0). `steps[].timeout_seconds` is an alias.
+    pub timeout_seconds: Option<f64>,
+    /// CPU budget in wasmtime fuel units (> 0).
+    pub fuel: Option<u64>,
+    /// Linear-memory cap, 1..=4096 MiB.
+    pub memory_mb: Option<u64>,
+    /// Largest JSON text of the step's outputs (bytes, > 0).
+    pub max_output_bytes: Option<u64>,
+    /// Log volume one attempt may emit (bytes, > 0); the excess is dropped and counted.
+    pub max_log_bytes: Option<u64>,
+    /// Largest component (`.wasm` file) the step may run (bytes, > 0).
+    pub max_component_bytes: Option<u64>,
+}
+
+impl LimitsSpec {
+    /// The YAML keys, in declaration order.
+    pub const KEYS: &'static [&'static str] = &[
+        "timeout_seconds",
+        "fuel",
+        "memory_mb",
+        "max_output_bytes",
+        "max_log_bytes",
+        "max_component_bytes",
+    ];
+
+    pub fn is_empty(&self) -> bool {
+        *self == LimitsSpec::default()
+    }
+}
+
+/// `steps[].mounts[].mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MountMode {
+    #[default]
+    ReadOnly,
+    ReadWrite,
+}
+
+impl MountMode {
+    /// The YAML spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountMode::ReadOnly => "ro",
+            MountMode::ReadWrite => "rw",
+        }
+    }
+}
+
+/// `steps[].mounts[]` (engine extension): a host directory the step sees at `target`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MountSpec {
+    /// Host directory as written (may hold `{{env.*}}`; relative to the flow file).
+    pub source: String,
+    /// Absolute path inside the sandbox.
+    pub target: String,
+    pub mode: MountMode,
+}
+
 /// `flow.workspace`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkspaceSpec {
@@ -141,6 +223,8 @@ pub struct FlowMeta {
     pub workspace: WorkspaceSpec,
     pub state: StateSpec,
     pub locks: LocksSpec,
+    /// Engine extension: the default determinism of sandboxed steps.
+    pub determinism: Determinism,
 }
 
 /// `resources.<name>`.
@@ -170,10 +254,23 @@ pub struct StepSpec {
     pub on_no_data: Option<OnNoData>,
     /// Always a JSON object.
     pub outputs: Value,
-    /// Engine extension: per-step timeout (> 0).
+    /// Engine extension: per-step timeout (> 0); an alias of `limits.timeout_seconds`.
     pub timeout_seconds: Option<f64>,
-    /// Engine extension: resource limits (a JSON object; contents not checked yet).
-    pub limits: Option<Value>,
+    /// Engine extension: resource limits (all `None` when absent).
+    pub limits: LimitsSpec,
+    /// Engine extension: resources the step may use besides those its inputs name.
+    pub grants: Vec<String>,
+    /// Engine extension: host directories preopened for the step.
+    pub mounts: Vec<MountSpec>,
+    /// Engine extension: overrides `flow.determinism`.
+    pub determinism: Option<Determinism>,
+}
+
+impl StepSpec {
+    /// The deadline the flow asks for: `limits.timeout_seconds`, else `timeout_seconds`.
+    pub fn timeout(&self) -> Option<f64> {
+        self.limits.timeout_seconds.or(self.timeout_seconds)
+    }
 }
 
 /// `jobs[]`.

@@ -482,9 +482,17 @@ impl Checker {
         });
         let state = self.field(&f, "state", Some(StateSpec::default()), |c, n| c.state(n));
         let locks = self.field(&f, "locks", Some(LocksSpec::default()), |c, n| c.locks(n));
+        let determinism = self.field(&f, "determinism", Some(None), |c, n| c.determinism(n));
         self.warn_extras(
             &f,
-            &["id", "description", "workspace", "state", "locks"],
+            &[
+                "id",
+                "description",
+                "workspace",
+                "state",
+                "locks",
+                "determinism",
+            ],
             "in `flow`",
         );
         Some(FlowMeta {
@@ -493,6 +501,7 @@ impl Checker {
             workspace: workspace?,
             state: state?,
             locks: locks?,
+            determinism: determinism?.unwrap_or_default(),
         })
     }
 
@@ -622,6 +631,9 @@ impl Checker {
             "outputs",
             "timeout_seconds",
             "limits",
+            "grants",
+            "mounts",
+            "determinism",
         ];
         let f = self.model(node, "StepSpec")?;
         let id = self.field(&f, "id", None, |c, n| c.string(n));
@@ -645,10 +657,18 @@ impl Checker {
         let timeout_seconds = self.field(&f, "timeout_seconds", Some(None), |c, n| {
             c.opt_positive_float(n)
         });
-        let limits = self.field(&f, "limits", Some(None), |c, n| match &n.kind {
-            NodeKind::Scalar(Scalar::Null) => Some(None),
-            _ => c.any_dict(n).map(Some),
+        let limits = self.field(&f, "limits", Some(LimitsSpec::default()), |c, n| {
+            c.limits(n)
         });
+        let grants = self.field(&f, "grants", Some(Vec::new()), |c, n| match &n.kind {
+            NodeKind::Scalar(Scalar::Null) => Some(Vec::new()),
+            _ => c.list(n, |c, g| c.string(g)),
+        });
+        let mounts = self.field(&f, "mounts", Some(Vec::new()), |c, n| match &n.kind {
+            NodeKind::Scalar(Scalar::Null) => Some(Vec::new()),
+            _ => c.list(n, |c, m| c.mount(m)),
+        });
+        let determinism = self.field(&f, "determinism", Some(None), |c, n| c.determinism(n));
         let step_label = match f.get("id").map(|n| &n.kind) {
             Some(NodeKind::Scalar(Scalar::Str(s))) => Some(s.clone()),
             _ => None,
@@ -669,6 +689,139 @@ impl Checker {
             outputs: outputs?,
             timeout_seconds: timeout_seconds?,
             limits: limits?,
+            grants: grants?,
+            mounts: mounts?,
+            determinism: determinism?,
+        })
+    }
+
+    /// `Optional[Literal['normal', 'strict']]`; outer None = invalid.
+    fn determinism(&mut self, node: &Node) -> Option<Option<Determinism>> {
+        match &node.kind {
+            NodeKind::Scalar(Scalar::Null) => Some(None),
+            _ => self.literal(node, &["normal", "strict"]).map(|s| {
+                Some(match s {
+                    "strict" => Determinism::Strict,
+                    _ => Determinism::Normal,
+                })
+            }),
+        }
+    }
+
+    /// Unknown keys of an engine-extension block are errors (a misspelt limit must not
+    /// silently leave the default in place), with a suggestion when one is close.
+    fn forbid_extras_suggest(&mut self, f: &Fields<'_>, known: &[&str]) {
+        for (k, s) in f.extras(known) {
+            let mut msg = MSG_EXTRA.to_string();
+            if let Some(best) = suggest(&s.py_str(), known) {
+                msg.push_str(&format!(" (did you mean `{best}`?)"));
+            }
+            self.at(s.key_seg(), |c| c.error("extra_forbidden", msg, k.pos));
+        }
+    }
+
+    /// An integer > 0 (lax, like `int`).
+    fn positive_int(&mut self, node: &Node) -> Option<u64> {
+        let v = self.int(node)?;
+        if v > 0 {
+            Some(v as u64)
+        } else {
+            self.error("greater_than", "Input should be greater than 0", node.pos);
+            None
+        }
+    }
+
+    /// A byte size > 0: an integer, or a string such as `512 KiB`, `10MB`, `1 GiB`.
+    fn size(&mut self, node: &Node) -> Option<u64> {
+        match &node.kind {
+            NodeKind::Scalar(Scalar::Str(s)) if parse_int_str(s).is_none() => match parse_size(s) {
+                Some(0) => {
+                    self.error("greater_than", "Input should be greater than 0", node.pos);
+                    None
+                }
+                Some(n) => Some(n),
+                None => {
+                    self.error(
+                            "size_parsing",
+                            "Input should be a size: a whole number of bytes, or a number with a unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. `10 MiB`",
+                            node.pos,
+                        );
+                    None
+                }
+            },
+            _ => self.positive_int(node),
+        }
+    }
+
+    /// `steps[].limits`: every key optional, unknown keys rejected.
+    fn limits(&mut self, node: &Node) -> Option<LimitsSpec> {
+        if let NodeKind::Scalar(Scalar::Null) = node.kind {
+            return Some(LimitsSpec::default());
+        }
+        if !matches!(node.kind, NodeKind::Map(_)) {
+            self.error("dict_type", MSG_DICT, node.pos);
+            return None;
+        }
+        let f = self.model(node, "LimitsSpec")?;
+        let opt = |c: &mut Self, n: &Node, f: fn(&mut Self, &Node) -> Option<u64>| match &n.kind {
+            NodeKind::Scalar(Scalar::Null) => Some(None),
+            _ => f(c, n).map(Some),
+        };
+        let timeout_seconds = self.field(&f, "timeout_seconds", Some(None), |c, n| {
+            c.opt_positive_float(n)
+        });
+        let fuel = self.field(&f, "fuel", Some(None), |c, n| opt(c, n, Self::positive_int));
+        let memory_mb = self.field(&f, "memory_mb", Some(None), |c, n| {
+            opt(c, n, |c, n| {
+                let v = c.positive_int(n)?;
+                if v > 4096 {
+                    c.error(
+                        "less_than_equal",
+                        "Input should be less than or equal to 4096",
+                        n.pos,
+                    );
+                    return None;
+                }
+                Some(v)
+            })
+        });
+        let max_output_bytes = self.field(&f, "max_output_bytes", Some(None), |c, n| {
+            opt(c, n, Self::size)
+        });
+        let max_log_bytes = self.field(&f, "max_log_bytes", Some(None), |c, n| {
+            opt(c, n, Self::size)
+        });
+        let max_component_bytes = self.field(&f, "max_component_bytes", Some(None), |c, n| {
+            opt(c, n, Self::size)
+        });
+        self.forbid_extras_suggest(&f, LimitsSpec::KEYS);
+        Some(LimitsSpec {
+            timeout_seconds: timeout_seconds?,
+            fuel: fuel?,
+            memory_mb: memory_mb?,
+            max_output_bytes: max_output_bytes?,
+            max_log_bytes: max_log_bytes?,
+            max_component_bytes: max_component_bytes?,
+        })
+    }
+
+    /// `steps[].mounts[]`: `{source, target, mode: ro|rw}`.
+    fn mount(&mut self, node: &Node) -> Option<MountSpec> {
+        const KNOWN: &[&str] = &["source", "target", "mode"];
+        let f = self.model(node, "MountSpec")?;
+        let source = self.field(&f, "source", None, |c, n| c.string(n));
+        let target = self.field(&f, "target", None, |c, n| c.string(n));
+        let mode = self.field(&f, "mode", Some(MountMode::ReadOnly), |c, n| {
+            c.literal(n, &["ro", "rw"]).map(|m| match m {
+                "rw" => MountMode::ReadWrite,
+                _ => MountMode::ReadOnly,
+            })
+        });
+        self.forbid_extras_suggest(&f, KNOWN);
+        Some(MountSpec {
+            source: source?,
+            target: target?,
+            mode: mode?,
         })
     }
 
@@ -691,6 +844,31 @@ impl Checker {
         self.dict(node, |c, v| c.profile(v))
             .map(|items| items.into_iter().collect())
     }
+}
+
+/// A byte size written with an optional unit: `1024`, `512 KiB`, `10MB`, `1.5 GiB`.
+/// Decimal units are powers of 1000, binary ones of 1024; the unit is case-insensitive.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: f64 = parse_float_str(num)?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = num * mult;
+    (0.0..1.8e19)
+        .contains(&bytes)
+        .then_some(bytes.round() as u64)
 }
 
 /// JSON view of a node (no positions).
@@ -719,7 +897,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest known key, when it is close enough to be a plausible typo.
-pub(crate) fn suggest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+pub fn suggest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
     if name.chars().count() > 64 {
         return None;
     }

@@ -89,7 +89,13 @@ fn typed_spec_is_built() {
     assert_eq!(s.on_no_data, Some(OnNoData::SkipJob));
     assert_eq!(s.outputs, json!({"n": "{{result.count}}"}));
     assert_eq!(s.timeout_seconds, Some(2.5));
-    assert_eq!(s.limits, Some(json!({"memory_mb": 64})));
+    assert_eq!(
+        s.limits,
+        LimitsSpec {
+            memory_mb: Some(64),
+            ..Default::default()
+        }
+    );
     assert_eq!(spec.jobs[1].depends_on, ["extract"]);
     assert!(spec.jobs[1].when.is_some());
     assert_eq!(l.raw["flow"]["id"], "demo");
@@ -216,6 +222,177 @@ fn engine_step_extensions_are_checked() {
     }
     let spec = parse(&base("timeout_seconds: '5'")).spec.unwrap();
     assert_eq!(spec.jobs[0].steps[0].timeout_seconds, Some(5.0));
+}
+
+#[test]
+fn limits_grants_mounts_and_determinism_are_typed() {
+    let l = parse(
+        r#"
+flow: {id: x, determinism: strict}
+jobs:
+  - id: j
+    steps:
+      - id: s
+        type: t
+        timeout_seconds: 3
+        limits:
+          timeout_seconds: "1.5"
+          fuel: 1000000
+          memory_mb: 64
+          max_output_bytes: 1 MiB
+          max_log_bytes: "10KB"
+          max_component_bytes: 2048
+        grants: [a, b]
+        mounts:
+          - {source: ref, target: /ref}
+          - {source: "{{env.OUT}}", target: /out, mode: rw}
+        determinism: normal
+      - {id: t, type: t}
+"#,
+    );
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let spec = l.spec.unwrap();
+    assert_eq!(spec.flow.determinism, Determinism::Strict);
+    let s = &spec.jobs[0].steps[0];
+    assert_eq!(
+        s.limits,
+        LimitsSpec {
+            timeout_seconds: Some(1.5),
+            fuel: Some(1_000_000),
+            memory_mb: Some(64),
+            max_output_bytes: Some(1 << 20),
+            max_log_bytes: Some(10_000),
+            max_component_bytes: Some(2048),
+        }
+    );
+    assert_eq!(s.timeout(), Some(1.5), "limits.timeout_seconds wins");
+    assert_eq!(s.grants, ["a", "b"]);
+    assert_eq!(
+        s.mounts,
+        [
+            MountSpec {
+                source: "ref".into(),
+                target: "/ref".into(),
+                mode: MountMode::ReadOnly
+            },
+            MountSpec {
+                source: "{{env.OUT}}".into(),
+                target: "/out".into(),
+                mode: MountMode::ReadWrite
+            },
+        ]
+    );
+    assert_eq!(s.determinism, Some(Determinism::Normal));
+    let t = &spec.jobs[0].steps[1];
+    assert!(t.limits.is_empty() && t.grants.is_empty() && t.mounts.is_empty());
+    assert_eq!(t.determinism, None);
+    assert_eq!(
+        parse("flow: {id: x}\njobs: []\n")
+            .spec
+            .unwrap()
+            .flow
+            .determinism,
+        Determinism::Normal
+    );
+}
+
+#[test]
+fn invalid_limits_grants_and_mounts_are_schema_errors() {
+    let base = |extra: &str| {
+        format!(
+            "flow: {{id: x}}\njobs:\n  - id: j\n    steps:\n      - {{id: s, type: t, {extra}}}\n"
+        )
+    };
+    let cases = [
+        ("limits: {fuel: 0}", "limits.fuel", "schema:greater_than"),
+        ("limits: {fuel: -5}", "limits.fuel", "schema:greater_than"),
+        ("limits: {fuel: lots}", "limits.fuel", "schema:int_parsing"),
+        (
+            "limits: {memory_mb: 5000}",
+            "limits.memory_mb",
+            "schema:less_than_equal",
+        ),
+        (
+            "limits: {memory_mb: 0}",
+            "limits.memory_mb",
+            "schema:greater_than",
+        ),
+        (
+            "limits: {max_output_bytes: 10 parsecs}",
+            "limits.max_output_bytes",
+            "schema:size_parsing",
+        ),
+        (
+            "limits: {max_log_bytes: 0 KiB}",
+            "limits.max_log_bytes",
+            "schema:greater_than",
+        ),
+        (
+            "limits: {max_component_bytes: -1}",
+            "limits.max_component_bytes",
+            "schema:greater_than",
+        ),
+        (
+            "limits: {timeout_seconds: 0}",
+            "limits.timeout_seconds",
+            "schema:greater_than",
+        ),
+        (
+            "limits: {memroy_mb: 5}",
+            "limits.memroy_mb",
+            "schema:extra_forbidden",
+        ),
+        ("grants: shop", "grants", "schema:list_type"),
+        ("grants: [1]", "grants[0]", "schema:string_type"),
+        (
+            "mounts: [{source: a}]",
+            "mounts[0].target",
+            "schema:missing",
+        ),
+        (
+            "mounts: [{source: a, target: /a, mode: rwx}]",
+            "mounts[0].mode",
+            "schema:literal_error",
+        ),
+        (
+            "mounts: [{source: a, target: /a, readonly: true}]",
+            "mounts[0].readonly",
+            "schema:extra_forbidden",
+        ),
+        ("determinism: exact", "determinism", "schema:literal_error"),
+    ];
+    for (extra, loc, code) in cases {
+        let l = parse(&base(extra));
+        assert_eq!(l.errors.len(), 1, "{extra}: {:?}", l.errors);
+        assert_eq!(l.errors[0].code, code, "{extra}");
+        assert_eq!(
+            l.errors[0].loc,
+            format!("jobs[0].steps[0].{loc}"),
+            "{extra}"
+        );
+    }
+    let l = parse(&base("limits: {memroy_mb: 5}"));
+    assert_eq!(
+        l.errors[0].msg,
+        "Extra inputs are not permitted (did you mean `memory_mb`?)"
+    );
+    let l = parse(&base("determinism: exact"));
+    assert_eq!(l.errors[0].msg, "Input should be 'normal' or 'strict'");
+}
+
+#[test]
+fn sizes_take_units() {
+    use crate::parse_size;
+    assert_eq!(parse_size("1024"), Some(1024));
+    assert_eq!(parse_size("512 KiB"), Some(512 << 10));
+    assert_eq!(parse_size("10MB"), Some(10_000_000));
+    assert_eq!(parse_size("1.1 MB"), Some(1_100_000));
+    assert_eq!(parse_size("2 gib"), Some(2 << 30));
+    assert_eq!(parse_size("3 B"), Some(3));
+    assert_eq!(parse_size("MB"), None);
+    assert_eq!(parse_size("1 TB"), None);
+    assert_eq!(parse_size("-1 MB"), None);
 }
 
 #[test]
