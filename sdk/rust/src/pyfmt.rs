@@ -320,14 +320,48 @@ impl CsvWriter {
         r
     }
 
+    /// The characters that make a field need quotes or escapes, as ASCII bytes; `None` when
+    /// one of them is not ASCII (then every field takes the general path).
+    fn ascii_specials(&self) -> Option<([u8; 8], usize)> {
+        let mut set = [0u8; 8];
+        let mut n = 0;
+        let chars = [self.delimiter, self.quotechar]
+            .into_iter()
+            .chain(self.escapechar)
+            .chain(self.lineterminator.chars());
+        for c in chars {
+            if !c.is_ascii() || n == set.len() {
+                return None;
+            }
+            set[n] = c as u8;
+            n += 1;
+        }
+        Some((set, n))
+    }
+
     fn append<S: AsRef<str>>(&self, out: &mut String, fields: &[S]) -> Result<(), String> {
         let record_start = out.len();
+        let specials = self.ascii_specials();
+        let always_quoted = matches!(self.quoting, Quoting::All | Quoting::NonNumeric);
         for (i, f) in fields.iter().enumerate() {
             if i > 0 {
                 out.push(self.delimiter);
             }
             let f = f.as_ref();
-            let mut quoted = matches!(self.quoting, Quoting::All | Quoting::NonNumeric);
+            // Most fields hold none of the special characters: copy them as they are.
+            if let Some((set, n)) = specials {
+                if !f.bytes().any(|b| set[..n].contains(&b)) {
+                    if always_quoted {
+                        out.push(self.quotechar);
+                        out.push_str(f);
+                        out.push(self.quotechar);
+                    } else {
+                        out.push_str(f);
+                    }
+                    continue;
+                }
+            }
+            let mut quoted = always_quoted;
             // The field with escapes; whether it needs quotes is known only at its end.
             let mut body = String::with_capacity(f.len());
             for c in f.chars() {
