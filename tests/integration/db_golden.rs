@@ -48,16 +48,6 @@ fn artifacts(t: &Test, flow: &str, run: &str) -> PathBuf {
     t.path(&format!("work/{flow}/j/{run}/artifacts"))
 }
 
-fn step_error(out: &crate::harness::Outcome, step: &str) -> String {
-    out.named("step_end")
-        .into_iter()
-        .find(|e| e["step_id"] == step)
-        .unwrap_or_else(|| panic!("no step_end for {step}\n{}", out.stderr))["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[test]
 fn db_steps_write_the_same_bytes_as_the_reference() {
     let flow = std::fs::read_to_string(golden_dir().join("flow.yaml")).unwrap();
@@ -117,30 +107,30 @@ jobs:
     out.status(1);
     // The reference's own messages where it has one.
     assert_eq!(
-        step_error(&out, "too_many"),
+        out.step_error("too_many"),
         "db_fetch_small exceeded max_rows=5. Use db_extract_stream for large results."
     );
-    let e = step_error(&out, "bytes");
+    let e = out.step_error("bytes");
     assert!(
         e.contains("bytes is not JSON serializable") && e.contains("'data'"),
         "{e}"
     );
     assert_eq!(
-        step_error(&out, "xlsx"),
+        out.step_error("xlsx"),
         "db_extract_stream unsupported format: xlsx"
     );
-    let e = step_error(&out, "delim");
+    let e = out.step_error("delim");
     assert!(
         e.contains("\"delimiter\" must be a 1-character string"),
         "{e}"
     );
-    let e = step_error(&out, "noescape");
+    let e = out.step_error("noescape");
     assert!(e.contains("need to escape, but no escapechar set"), "{e}");
     assert_eq!(
-        step_error(&out, "dtypes"),
+        out.step_error("dtypes"),
         "dtypes must be a dict (mapping column -> type)"
     );
-    let e = step_error(&out, "badsql");
+    let e = out.step_error("badsql");
     assert!(e.contains("no such column: nope"), "{e}");
     // The csv that failed after some rows left neither the final file nor its temp file.
     let o = t.path("work/dberr/o/e1/artifacts");

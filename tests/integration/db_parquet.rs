@@ -12,7 +12,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::Field;
 use serde_json::{json, Value};
 
-use crate::harness::{header, Outcome, Test};
+use crate::harness::{header, Test};
 
 /// A parquet file as the tests look at it.
 pub struct Parquet {
@@ -86,29 +86,7 @@ pub fn step_outputs(t: &Test, run: &str, job: &str, step: &str) -> Value {
     let out = t.run_args(&["runs", "show", run, "--state", "state.sqlite", "--json"]);
     out.status(0);
     let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
-    let j = v["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job_id"] == job)
-        .unwrap_or_else(|| panic!("no job {job}"));
-    j["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step_id"] == step)
-        .unwrap_or_else(|| panic!("no step {step}"))["outputs"]
-        .clone()
-}
-
-fn step_error(out: &Outcome, step: &str) -> String {
-    out.named("step_end")
-        .into_iter()
-        .find(|e| e["step_id"] == step)
-        .unwrap_or_else(|| panic!("no step_end for {step}\n{}", out.stderr))["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    crate::harness::report_step(&v, job, step)["outputs"].clone()
 }
 
 /// The db golden fixture (`awkward`) plus a table of blanks in typed columns.
@@ -374,27 +352,27 @@ fn parquet_failures_name_column_row_and_value_and_leave_no_file() {
     let out = t.run_args(&["run", "flow.yaml", "--run-id", "e1"]);
     out.status(1);
     assert_eq!(
-        step_error(&out, "baddate"),
+        out.step_error("baddate"),
         "db_extract_stream: column \"day\" row 9: cannot write \"2024-02-30\" as date (YYYY-MM-DD is expected)"
     );
-    let e = step_error(&out, "badts");
+    let e = out.step_error("badts");
     assert!(
         e.contains("column \"ts\" row 1: cannot write \"2024-01-02 25:00:00\" as datetime"),
         "{e}"
     );
     assert_eq!(
-        step_error(&out, "badint"),
+        out.step_error("badint"),
         "db_extract_stream: column \"n\" row 1: cannot write \"x1\" as int (an integer is expected)"
     );
-    let e = step_error(&out, "blob");
+    let e = out.step_error("blob");
     assert!(
         e.contains("column \"data\" row 1: cannot write b\"\\x00\\xff'\" as string")
             && e.contains("not UTF-8"),
         "{e}"
     );
-    let e = step_error(&out, "codec");
+    let e = out.step_error("codec");
     assert!(e.contains("unsupported parquet compression \"lzo\""), "{e}");
-    let e = step_error(&out, "csvcodec");
+    let e = out.step_error("csvcodec");
     assert!(
         e.contains("compression applies to format parquet only"),
         "{e}"
@@ -461,7 +439,7 @@ fn parquet_memory_is_bounded_by_the_row_group() {
 
     let out = t.run_args(&["run", "one-group.yaml", "--run-id", "o1"]);
     out.status(1);
-    let e = step_error(&out, "x");
+    let e = out.step_error("x");
     assert!(e.contains("exceeded its memory limit of 24 MiB"), "{e}");
     // Killed by the sandbox, the step could not remove its temp file, but nothing is left
     // under the final name.

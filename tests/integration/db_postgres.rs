@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use aetherflow_test_fixtures as fx;
 use serde_json::Value;
 
-use crate::harness::{header, server_env, Outcome, Test};
+use crate::harness::{header, server_env, Test};
 
 /// A table name no other test (or earlier run) uses.
 fn unique(prefix: &str) -> String {
@@ -32,29 +32,7 @@ fn show(t: &Test, run: &str) -> Value {
 }
 
 fn outputs(show: &Value, job: &str, step: &str) -> Value {
-    let j = show["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job_id"] == job)
-        .unwrap_or_else(|| panic!("no job {job}"));
-    j["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["step_id"] == step)
-        .unwrap_or_else(|| panic!("no step {step}"))["outputs"]
-        .clone()
-}
-
-fn step_error(out: &Outcome, step: &str) -> String {
-    out.named("step_end")
-        .into_iter()
-        .find(|e| e["step_id"] == step)
-        .unwrap_or_else(|| panic!("no step_end for {step}\n{}", out.stderr))["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    crate::harness::report_step(show, job, step)["outputs"].clone()
 }
 
 #[test]
@@ -328,33 +306,33 @@ jobs:
         "took {:?}",
         start.elapsed()
     );
-    let e = step_error(&out, "badpw");
+    let e = out.step_error("badpw");
     assert!(
         e.contains("db resource 'badpw'") && e.contains("password authentication failed"),
         "{e}"
     );
     assert!(!e.contains("wrong"), "the password leaked: {e}");
-    let e = step_error(&out, "down");
+    let e = out.step_error("down");
     assert!(
         e.contains("db resource 'down'") && e.contains("cannot connect"),
         "{e}"
     );
-    let e = step_error(&out, "badsql");
+    let e = out.step_error("badsql");
     assert!(
         e.contains("db resource 'pg'")
             && e.contains("relation \"no_such_table_af\" does not exist"),
         "{e}"
     );
-    let e = step_error(&out, "kind");
+    let e = out.step_error("kind");
     assert!(e.contains("api"), "{e}");
-    let e = step_error(&out, "interval");
+    let e = out.step_error("interval");
     assert!(
         e.contains("column 'iv' has type interval") && e.contains("::text"),
         "{e}"
     );
-    let e = step_error(&out, "qmark");
+    let e = out.step_error("qmark");
     assert!(e.contains("$1, $2"), "{e}");
-    let e = step_error(&out, "missing");
+    let e = out.step_error("missing");
     assert!(e.contains(":a") && e.contains("no key"), "{e}");
     // No partial file for the failed extract.
     assert!(!t.path("work/pgerr/c/e1/artifacts/c.tsv").exists());
@@ -393,7 +371,7 @@ jobs:
         "failed before the connect timeout: {:?}",
         start.elapsed()
     );
-    let e = step_error(&out, "s");
+    let e = out.step_error("s");
     assert!(
         e.contains("db resource 'far'") && e.contains("cannot connect"),
         "{e}"
@@ -476,7 +454,7 @@ fn postgres_tls_sslmode_and_sslrootcert() {
         assert!(
             rows.starts_with("[[true, \"TLSv1."),
             "{name}: {rows}\n{}",
-            step_error(&out, name)
+            out.step_error(name)
         );
     }
     assert_eq!(
@@ -484,12 +462,12 @@ fn postgres_tls_sslmode_and_sslrootcert() {
         "[[false, null]]"
     );
 
-    let e = step_error(&out, "noca");
+    let e = out.step_error("noca");
     assert!(
         e.contains("db resource 'noca': sslmode=verify-full checks the server's certificate, so it needs the certificate of the CA that signed it: set sslrootcert to that CA's PEM file (options.sslmode / options.sslrootcert, or ?sslmode=...&sslrootcert=... in config.url), or sslrootcert=system to trust the public CAs; or use sslmode=require"),
         "{e}"
     );
-    let e = step_error(&out, "wrongca");
+    let e = out.step_error("wrongca");
     assert!(
         e.contains("db resource 'wrongca' (postgres aetherflow@127.0.0.1:")
             && e.contains(&format!(
@@ -497,13 +475,13 @@ fn postgres_tls_sslmode_and_sslrootcert() {
             )),
         "{e}"
     );
-    let e = step_error(&out, "system");
+    let e = out.step_error("system");
     assert!(
         e.contains("db resource 'system'")
             && e.contains("(unknown issuer); set sslrootcert to the PEM file of the CA"),
         "{e}"
     );
-    let e = step_error(&out, "badmode");
+    let e = out.step_error("badmode");
     assert!(
         e.contains("db resource 'badmode': sslmode must be disable, prefer, require, verify-ca or verify-full, got \"verify\""),
         "{e}"

@@ -179,6 +179,17 @@ impl Outcome {
     }
 
     /// The run id from the result line on stdout.
+    /// The error of step `step` from its `step_end` event (`""` if it has none).
+    pub fn step_error(&self, step: &str) -> String {
+        self.named("step_end")
+            .into_iter()
+            .find(|e| e["step_id"] == step)
+            .unwrap_or_else(|| panic!("no step_end for {step}\n{}", self.stderr))["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     pub fn run_id(&self) -> String {
         let line = self.stdout.lines().last().unwrap_or_default();
         line.split_whitespace()
@@ -297,4 +308,21 @@ pub fn silent_port() -> SilentPort {
             _queued: queued,
         }
     }
+}
+
+/// Step `step` of job `job` in a `runs show --json` report.
+#[allow(dead_code)] // used by some test modules
+pub fn report_step<'v>(show: &'v Value, job: &str, step: &str) -> &'v Value {
+    let j = show["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_id"] == job)
+        .unwrap_or_else(|| panic!("no job {job}"));
+    j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step_id"] == step)
+        .unwrap_or_else(|| panic!("no step {step}"))
 }

@@ -72,16 +72,6 @@ fn step_outputs(t: &Test, flow: &str, run: &str, step: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn step_error(out: &Outcome, step: &str) -> String {
-    out.named("step_end")
-        .into_iter()
-        .find(|e| e["step_id"] == step)
-        .unwrap_or_else(|| panic!("no step_end for {step}\n{}", out.stderr))["error"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 fn step_status(out: &Outcome, step: &str) -> String {
     out.named("step_end")
         .into_iter()
@@ -257,7 +247,7 @@ fn a_wrong_password_is_a_clear_error_that_never_shows_the_password() {
     let t = Test::new().flow(&flow);
     let out = t.run_args(&["run", "flow.yaml", "--run-id", "p1"]);
     out.status(1);
-    let err = step_error(&out, "l");
+    let err = out.step_error("l");
     assert!(
         err.contains("sftp resource `files`")
             && err.contains(&format!("SSH authentication of user `{}`", s.user))
@@ -305,7 +295,7 @@ fn host_keys_are_checked_unless_the_resource_opts_out() {
 
     let out = run("unknown", &format!("{root}/empty_known_hosts"), "");
     out.status(1);
-    let err = step_error(&out, "l");
+    let err = out.step_error("l");
     assert!(err.contains("is unknown"), "{err}");
     assert!(
         err.contains("SHA256:") && err.contains("ssh-keyscan"),
@@ -319,14 +309,14 @@ fn host_keys_are_checked_unless_the_resource_opts_out() {
     let out = run("changed", &format!("{root}/changed_known_hosts"), "");
     out.status(1);
     assert!(
-        step_error(&out, "l").contains("HOST KEY MISMATCH"),
+        out.step_error("l").contains("HOST KEY MISMATCH"),
         "{}",
         out.stderr
     );
 
     let out = run("missing", &format!("{root}/no/such/known_hosts"), "");
     out.status(1);
-    let err = step_error(&out, "l");
+    let err = out.step_error("l");
     assert!(
         err.contains("no/such/known_hosts") && err.contains("cannot check the host key"),
         "{err}"
@@ -361,7 +351,7 @@ fn an_unreachable_server_fails_within_the_timeout() {
         "{:?}",
         started.elapsed()
     );
-    let err = step_error(&out, "l");
+    let err = out.step_error("l");
     assert!(
         err.contains(&format!("SSH handshake with 127.0.0.1:{port} failed")),
         "{err}"
@@ -372,7 +362,7 @@ fn an_unreachable_server_fails_within_the_timeout() {
     t.write("closed.yaml", &flow);
     let out = t.run_args(&["run", "closed.yaml", "--run-id", "d2"]);
     out.status(1);
-    let err = step_error(&out, "l");
+    let err = out.step_error("l");
     assert!(
         err.contains(&format!("cannot connect to 127.0.0.1:{port}")),
         "{err}"
@@ -395,7 +385,7 @@ fn a_rerun_skips_the_items_its_manifest_records() {
     // three.txt is missing: the step fails after uploading two items.
     let out = t.run_args(&["run", "flow.yaml", "--run-id", "m1"]);
     out.status(1);
-    let err = step_error(&out, "up");
+    let err = out.step_error("up");
     assert!(
         err.contains("upload failed at index=2 (three.txt)")
             && err.contains("relative item paths are resolved against the job artifacts dir"),
@@ -451,11 +441,11 @@ fn local_paths_outside_the_workspace_are_refused() {
     .unwrap();
     let out = t.run_args(&["run", "flow.yaml", "--run-id", "o1"]);
     out.status(1);
-    let abs = step_error(&out, "abs");
+    let abs = out.step_error("abs");
     assert!(abs.contains("Path not under allowed roots"), "{abs}");
-    let link = step_error(&out, "link");
+    let link = out.step_error("link");
     assert!(link.contains("is outside the job workspace"), "{link}");
-    let esc = step_error(&out, "esc");
+    let esc = out.step_error("esc");
     assert_eq!(esc, "dest path escapes dest_dir: ../../x");
     assert!(!s.root.join(&dir).exists());
 }
@@ -470,7 +460,7 @@ fn steps_refuse_a_resource_of_another_kind() {
     let out = t.run_args(&["run", "flow.yaml", "--run-id", "w1"]);
     out.status(1);
     assert_eq!(
-        step_error(&out, "l"),
+        out.step_error("l"),
         "Resource db is kind=db, requested kind=sftp"
     );
 }
@@ -486,7 +476,7 @@ fn an_unknown_sftp_driver_names_the_loaded_ones() {
     let out = t.run_args(&["run", "flow.yaml", "--run-id", "u1"]);
     out.status(1);
     assert_eq!(
-        step_error(&out, "l"),
+        out.step_error("l"),
         "SFTPListFiles list failed: . False: Unknown connector: sftp:nope. Loaded: ['sftp:ssh', 'sftp:paramiko']"
     );
 }
@@ -519,17 +509,18 @@ fn a_files_resource_not_granted_or_of_another_kind_is_refused() {
     };
     assert_eq!(status("g"), "FAILED");
     assert!(
-        step_error(&out, "g").contains(
+        out.step_error("g").contains(
             "NotGranted: resource `other` is not granted to step `g`: a step may use only the resources its inputs name"
         ),
         "{}",
-        step_error(&out, "g")
+        out.step_error("g")
     );
     assert_eq!(status("w"), "FAILED");
     assert!(
-        step_error(&out, "w").contains("WrongKind: Resource db is kind=db, requested kind=sftp"),
+        out.step_error("w")
+            .contains("WrongKind: Resource db is kind=db, requested kind=sftp"),
         "{}",
-        step_error(&out, "w")
+        out.step_error("w")
     );
     // The step after the refusals (the next job) still ran, through its own grant.
     assert_eq!(status("a"), "SUCCESS");
