@@ -531,3 +531,68 @@ fn a_files_resource_not_granted_or_of_another_kind_is_refused() {
         .expect("step a ran");
     assert!(rec.outputs.unwrap()["entries"].is_u64());
 }
+
+/// `config.root` confines a resource to one remote directory: relative paths are taken
+/// from it, and a path that resolves outside it (`..`, another absolute path) is refused
+/// before anything reaches the server.
+#[test]
+fn a_resource_root_confines_every_remote_path() {
+    let Some(s) = server() else { return };
+    let dir = unique("root");
+    // Created by the upload itself (as the server's user).
+    let root = s.root.join(&dir);
+    std::fs::write(s.root.join("outside.txt"), "not for you").unwrap();
+    let flow = header("rootc")
+        + &s.resource(
+            &format!(
+                "      password: \"{}\"\n      known_hosts: \"{}\"\n      root: \"{}\"\n",
+                s.password,
+                s.known_hosts,
+                root.display()
+            ),
+            "",
+        )
+        + &format!(
+            r#"jobs:
+  - id: j
+    steps:
+      - {{id: up, type: sftp_upload_files, inputs: {{resource: files, remote_dir: in/, items: [a.txt]}}}}
+      - {{id: ls, type: sftp_list_files, inputs: {{resource: files, remote_dir: in}}}}
+  - id: climb
+    steps:
+      - {{id: climb, type: sftp_list_files, inputs: {{resource: files, remote_dir: ".."}}}}
+  - id: abs
+    steps:
+      - {{id: abs, type: sftp_download_files, inputs: {{resource: files, files: ["{outside}"], dest_dir: got}}}}
+"#,
+            outside = s.root.join("outside.txt").display()
+        );
+    let t = Test::new()
+        .flow(&flow)
+        .file("work/rootc/j/r1/artifacts/a.txt", "inside\n");
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "r1"]);
+    out.status(1);
+    // The relative upload landed under the root.
+    assert_eq!(
+        std::fs::read_to_string(root.join("in/a.txt")).unwrap(),
+        "inside\n"
+    );
+    let ls = step_outputs(&t, "rootc", "r1", "ls");
+    assert_eq!(ls["count"], 1, "{ls}");
+    let root_s = root.display().to_string();
+    for (step, path) in [
+        ("climb", "..".to_string()),
+        ("abs", s.root.join("outside.txt").display().to_string()),
+    ] {
+        let e = out.step_error(step);
+        assert!(
+            e.contains(&format!(
+                "remote path `{path}` is outside its root `{root_s}`"
+            )),
+            "{step}: {e}"
+        );
+    }
+    assert!(!t
+        .path("work/rootc/abs/r1/artifacts/got/outside.txt")
+        .exists());
+}

@@ -50,6 +50,30 @@ struct Config {
     timeout: Duration,
     host_key_check: bool,
     known_hosts: PathBuf,
+    /// `config.root`: the remote directory the resource is confined to, normalized and
+    /// absolute. `None`: whatever the account can reach.
+    root: Option<String>,
+}
+
+/// A remote path with `.`, `..` and repeated slashes resolved lexically (`..` at `/` stays
+/// at `/`); the result is absolute when `path` is.
+fn normalize_remote(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    let joined = parts.join("/");
+    if path.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    }
 }
 
 fn text(map: &Map<String, Value>, keys: &[&str]) -> Option<String> {
@@ -62,6 +86,37 @@ fn text(map: &Map<String, Value>, keys: &[&str]) -> Option<String> {
 }
 
 impl Config {
+    /// The path an operation uses for the step's remote `path`: with `config.root`,
+    /// relative paths are taken from the root and nothing may resolve outside it (checked
+    /// lexically, before anything is sent); without a root, `path` as given.
+    fn confine(&self, path: &str) -> Result<String, FilesError> {
+        let Some(root) = &self.root else {
+            return Ok(path.to_string());
+        };
+        let full = if path.starts_with('/') {
+            normalize_remote(path)
+        } else {
+            normalize_remote(&format!("{root}/{path}"))
+        };
+        let inside = root == "/"
+            || full == *root
+            || full
+                .strip_prefix(root.as_str())
+                .is_some_and(|rest| rest.starts_with('/'));
+        if inside {
+            Ok(full)
+        } else {
+            Err(FilesError {
+                kind: FilesErrorKind::PermissionDenied,
+                message: format!(
+                    "sftp resource `{}`: remote path `{path}` is outside its root `{root}` \
+                     (config.root); use a path under it, or a relative one",
+                    self.resource
+                ),
+            })
+        }
+    }
+
     fn from_resource(r: &ResolvedResource) -> Result<Config, FilesError> {
         let bad = |what: String| FilesError {
             kind: FilesErrorKind::Connection,
@@ -127,6 +182,15 @@ impl Config {
             timeout: Duration::from_secs_f64(timeout),
             host_key_check,
             known_hosts,
+            root: match text(&r.config, &["root"]) {
+                None => None,
+                Some(root) if root.starts_with('/') => Some(normalize_remote(&root)),
+                Some(root) => {
+                    return Err(bad(format!(
+                        "config.root must be an absolute remote path (e.g. /srv/drop), got `{root}`"
+                    )))
+                }
+            },
         })
     }
 
@@ -464,32 +528,38 @@ struct Ops<'a> {
 
 impl Ops<'_> {
     fn run(&self, op: FileOp<'_>) -> Result<FileOut, FilesError> {
+        let remote = |p: &str| self.cfg.confine(p);
         match op {
-            FileOp::List { dir } => self.list(dir).map(FileOut::Listing),
-            FileOp::ReadBytes { path } => self.read_bytes(path).map(FileOut::Bytes),
+            FileOp::List { dir } => self.list(&remote(dir)?).map(FileOut::Listing),
+            FileOp::ReadBytes { path } => self.read_bytes(&remote(path)?).map(FileOut::Bytes),
             FileOp::WriteBytes { path, data } => self
-                .write_via_tmp(path, &mut &data[..])
+                .write_via_tmp(&remote(path)?, &mut &data[..])
                 .map(|_| FileOut::Done),
-            FileOp::Upload { local, remote } => {
+            FileOp::Upload { local, remote: to } => {
+                let to = remote(to)?;
                 let mut f = fs::File::open(local).map_err(|e| {
                     self.io_err(format!("cannot read local file `{}`: {e}", local.display()))
                 })?;
-                self.write_via_tmp(remote, &mut f).map(|_| FileOut::Done)
+                self.write_via_tmp(&to, &mut f).map(|_| FileOut::Done)
             }
-            FileOp::Download { remote, local } => {
-                self.download(remote, local).map(|_| FileOut::Done)
+            FileOp::Download {
+                remote: from,
+                local,
+            } => self.download(&remote(from)?, local).map(|_| FileOut::Done),
+            FileOp::Delete { path, recursive } => self
+                .delete(&remote(path)?, recursive)
+                .map(|_| FileOut::Done),
+            FileOp::Mkdir { path, parents } => {
+                let path = remote(path)?;
+                if parents {
+                    self.mkdir_p(&path)
+                } else {
+                    self.sftp
+                        .mkdir(Path::new(&path), 0o755)
+                        .map_err(|e| self.err("mkdir", &path, e))
+                }
+                .map(|_| FileOut::Done)
             }
-            FileOp::Delete { path, recursive } => {
-                self.delete(path, recursive).map(|_| FileOut::Done)
-            }
-            FileOp::Mkdir { path, parents } => if parents {
-                self.mkdir_p(path)
-            } else {
-                self.sftp
-                    .mkdir(Path::new(path), 0o755)
-                    .map_err(|e| self.err("mkdir", path, e))
-            }
-            .map(|_| FileOut::Done),
         }
     }
 
@@ -771,6 +841,49 @@ impl Ops<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_paths_are_confined_to_the_root() {
+        let mut cfg = Config {
+            resource: "drop".into(),
+            host: "h".into(),
+            port: 22,
+            user: "u".into(),
+            password: None,
+            pkey: None,
+            passphrase: None,
+            timeout: Duration::from_secs(1),
+            host_key_check: true,
+            known_hosts: PathBuf::new(),
+            root: Some(normalize_remote("/srv//drop/")),
+        };
+        let ok = |c: &Config, p: &str| c.confine(p).unwrap();
+        assert_eq!(ok(&cfg, "in/a.txt"), "/srv/drop/in/a.txt");
+        assert_eq!(ok(&cfg, "./in/../b.txt"), "/srv/drop/b.txt");
+        assert_eq!(ok(&cfg, "/srv/drop/x/y"), "/srv/drop/x/y");
+        assert_eq!(ok(&cfg, "/srv/drop"), "/srv/drop");
+        assert_eq!(ok(&cfg, ""), "/srv/drop");
+        for bad in [
+            "../x",
+            "in/../../x",
+            "/etc/passwd",
+            "/srv/dropped/x",
+            "/srv",
+            "/",
+        ] {
+            let e = cfg.confine(bad).unwrap_err();
+            assert!(matches!(e.kind, FilesErrorKind::PermissionDenied), "{bad}");
+            assert!(
+                e.message.contains(&format!(
+                    "remote path `{bad}` is outside its root `/srv/drop`"
+                )),
+                "{}",
+                e.message
+            );
+        }
+        cfg.root = None;
+        assert_eq!(ok(&cfg, "../x"), "../x");
+    }
 
     #[test]
     fn base64_matches_openssh_fingerprints() {
