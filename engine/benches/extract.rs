@@ -10,7 +10,8 @@
 //! - ours: `aetherflow run` of a one-step flow (median of `RUNS` runs, warm component cache);
 //! - the reference: `python -m aetherflow.core.cli run` of the same flow, if installed;
 //! - native: this bench itself reading the table with rusqlite and writing the same file
-//!   through a `BufWriter` (the price of the sandbox is ours / native).
+//!   through a `BufWriter`, hashing it for csv as `db_extract_stream` does (the price of
+//!   the sandbox is ours / native).
 //!
 //! Memory must be flat in the number of rows: our peak RSS for `ROWS` rows is compared with
 //! the peak for `ROWS / 10` rows.
@@ -296,7 +297,15 @@ impl Extract {
         let mut stmt = conn.prepare(QUERY).unwrap();
         let cols: Vec<String> = stmt.column_names().map(|c| c.to_string()).collect();
         let tmp = self.native_output().with_extension("tmp");
-        let mut w = BufWriter::with_capacity(1 << 16, File::create(&tmp).unwrap());
+        // db_extract_stream's outputs include the file's sha256, so the native csv
+        // extract hashes what it writes too (db_extract, the tsv one, does not hash).
+        let mut w = BufWriter::with_capacity(
+            1 << 16,
+            Hashing {
+                file: File::create(&tmp).unwrap(),
+                hash: matches!(self.format, Format::Csv).then(sha2::Sha256::new),
+            },
+        );
         let sep = match self.format {
             Format::Tsv => b'\t',
             Format::Csv => b',',
@@ -342,7 +351,11 @@ impl Extract {
             }
             w.write_all(b"\n").unwrap();
         }
-        drop(w.into_inner().unwrap());
+        let sink = w.into_inner().unwrap_or_else(|_| panic!("flush failed"));
+        if let Some(h) = sink.hash {
+            use sha2::Digest as _;
+            std::hint::black_box(h.finalize());
+        }
         std::fs::rename(&tmp, self.native_output()).unwrap();
         let wall = t0.elapsed();
         Sample {
@@ -351,6 +364,26 @@ impl Extract {
             maxrss_kb: 0,
             ok: true,
         }
+    }
+}
+
+/// A file that hashes what is written to it (when `hash` is set).
+struct Hashing {
+    file: File,
+    hash: Option<sha2::Sha256>,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if let Some(h) = &mut self.hash {
+            sha2::Digest::update(h, &buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }
 

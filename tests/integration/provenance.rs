@@ -475,7 +475,7 @@ fn a_component_must_be_the_step_its_entry_names() {
 fn a_component_importing_an_interface_the_host_does_not_offer_is_refused_at_load() {
     let why = "is invalid: it imports `aetherflow:evil/x@0.1.0`, which this engine does not \
                offer: a step may import only WASI preview 2 and the aetherflow:step interfaces \
-               (log, sql, http, files, mail)";
+               (log, digest, sql, http, files, mail)";
     // As a plugin: refused before any flow is read, naming the file and the interface.
     let t = Test::new()
         .flow(&(header("evil") + "jobs: []\n"))

@@ -9,7 +9,7 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::aetherflow::step::{files, http, log, mail, sql, types};
+use super::bindings::aetherflow::step::{digest, files, http, log, mail, sql, types};
 use crate::connectors::files::{FileOp, FileOut};
 use crate::connectors::{Connectors, IncomingBody, SqlCursor};
 
@@ -275,6 +275,35 @@ fn no_step_env() -> sql::SqlError {
 }
 
 impl types::Host for HostState {}
+
+/// The host side of a guest's `digest.sha256` hasher.
+#[derive(Default)]
+pub struct Sha256Hasher(sha2::Sha256);
+
+impl digest::Host for HostState {}
+
+impl digest::HostSha256 for HostState {
+    fn new(&mut self) -> wasmtime::Result<Resource<Sha256Hasher>> {
+        Ok(self.table.push(Sha256Hasher::default())?)
+    }
+
+    fn update(&mut self, h: Resource<Sha256Hasher>, data: Vec<u8>) -> wasmtime::Result<()> {
+        use sha2::Digest;
+        self.table.get_mut(&h)?.0.update(&data);
+        Ok(())
+    }
+
+    fn finish(&mut self, h: Resource<Sha256Hasher>) -> wasmtime::Result<String> {
+        use sha2::Digest;
+        let digest = self.table.get_mut(&h)?.0.finalize_reset();
+        Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    fn drop(&mut self, h: Resource<Sha256Hasher>) -> wasmtime::Result<()> {
+        self.table.delete(h)?;
+        Ok(())
+    }
+}
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String, fields: String) -> wasmtime::Result<()> {

@@ -37,6 +37,7 @@ pub(crate) mod bindings {
         imports: { default: trappable },
         with: {
             "aetherflow:step/sql.cursor": crate::connectors::SqlCursor,
+            "aetherflow:step/digest.sha256": crate::sandbox::host::Sha256Hasher,
             "aetherflow:step/http.incoming-body": crate::connectors::IncomingBody,
         },
     });
@@ -723,7 +724,7 @@ const OFFERED_PACKAGES: &[&str] = &[
 /// linker: instance export `f` has the wrong type: function implementation is missing".
 fn explain_link_error(msg: &str) -> String {
     const ALLOWED: &str = "a step may import only WASI preview 2 and the aetherflow:step \
-                           interfaces (log, sql, http, files, mail)";
+                           interfaces (log, digest, sql, http, files, mail)";
     let import = msg
         .strip_prefix("component imports ")
         .and_then(|rest| rest.split('`').nth(1));
@@ -809,8 +810,8 @@ mod tests {
         assert_eq!(
             explain_link_error(&wasmtime("aetherflow:evil/x@0.1.0", missing)),
             "it imports `aetherflow:evil/x@0.1.0`, which this engine does not offer: a step may \
-             import only WASI preview 2 and the aetherflow:step interfaces (log, sql, http, \
-             files, mail)"
+             import only WASI preview 2 and the aetherflow:step interfaces (log, digest, sql, \
+             http, files, mail)"
         );
         let m = explain_link_error(&wasmtime("aetherflow:step/sql@0.1.0", missing));
         assert!(

@@ -38,6 +38,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 pub use serde_json::{json, Value};
 
+pub mod digest;
 pub mod files;
 pub mod http;
 pub mod log;

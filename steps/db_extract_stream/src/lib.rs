@@ -16,7 +16,7 @@ use std::path::Path;
 use aetherflow_sdk::pyfmt::{write_cell_str, write_json_value, CsvWriter, Quoting};
 use aetherflow_sdk::sql::{self, DtypeSampler};
 use aetherflow_sdk::{export_step, json, log, Context, Error, Info, Map, Outcome, Step, Value};
-use sha2::{Digest, Sha256};
+use aetherflow_sdk::digest::Sha256;
 
 struct DbExtractStream;
 
@@ -443,15 +443,11 @@ fn write_file(plan: &Plan, tmp: &Path) -> Result<Written, Error> {
             Ok(Written {
                 columns: w.columns,
                 rows: w.rows,
-                sha256: hex(sink.hash.finalize().as_slice()),
+                sha256: sink.hash.finish(),
                 sampler: w.sampler,
             })
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn write_text(
@@ -512,7 +508,7 @@ fn write_text(
     }
     w.flush()
         .map_err(|e| Error::io(format!("cannot write {}: {e}", tmp.display())))?;
-    let sha256 = hex(hash.finalize().as_slice());
+    let sha256 = hash.finish();
     Ok(Written {
         columns,
         rows,

@@ -579,13 +579,13 @@ pub fn parse_datetime_ms(s: &str) -> Option<i64> {
 /// The file sink: hashes what it writes.
 pub struct Hashing<W: Write> {
     pub inner: W,
-    pub hash: sha2::Sha256,
+    pub hash: aetherflow_sdk::digest::Sha256,
 }
 
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        sha2::Digest::update(&mut self.hash, &buf[..n]);
+        self.hash.update(&buf[..n]);
         Ok(n)
     }
 
