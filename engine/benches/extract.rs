@@ -303,7 +303,7 @@ impl Extract {
             1 << 16,
             Hashing {
                 file: File::create(&tmp).unwrap(),
-                hash: matches!(self.format, Format::Csv).then(sha2::Sha256::new),
+                hash: matches!(self.format, Format::Csv).then(<sha2::Sha256 as sha2::Digest>::new),
             },
         );
         let sep = match self.format {

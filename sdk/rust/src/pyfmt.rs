@@ -350,7 +350,7 @@ impl CsvWriter {
             let f = f.as_ref();
             // Most fields hold none of the special characters: copy them as they are.
             if let Some((set, n)) = specials {
-                if !f.bytes().any(|b| set[..n].contains(&b)) {
+                if !contains_any(f.as_bytes(), &set[..n]) {
                     if always_quoted {
                         out.push(self.quotechar);
                         out.push_str(f);
@@ -414,6 +414,24 @@ impl CsvWriter {
         out.push_str(&self.lineterminator);
         Ok(())
     }
+}
+
+/// Whether `hay` holds any byte of `set`, eight bytes at a time (wasm has no memchr).
+fn contains_any(hay: &[u8], set: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = hay.chunks_exact(8);
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        for &b in set {
+            // A zero byte in `w ^ broadcast(b)` is a byte equal to `b`.
+            let x = w ^ (LO * b as u64);
+            if x.wrapping_sub(LO) & !x & HI != 0 {
+                return true;
+            }
+        }
+    }
+    chunks.remainder().iter().any(|b| set.contains(b))
 }
 
 /// A JSON string literal as Python's `json.dumps(ensure_ascii=False)` writes it.
@@ -581,6 +599,27 @@ mod tests {
                     x.to_bits()
                 );
             }
+        }
+    }
+
+    #[test]
+    fn contains_any_finds_a_byte_anywhere() {
+        let set = b",\"\r\n";
+        assert!(!contains_any(b"", set));
+        assert!(!contains_any(b"plain text without specials, no", b"\"\r\n"));
+        for len in 1..40 {
+            for pos in 0..len {
+                for &b in set.iter() {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = b;
+                    assert!(contains_any(&v, set), "{len} {pos} {b}");
+                }
+            }
+            assert!(!contains_any(&vec![b'a'; len], set));
+            // Bytes just above and below a special one are not it.
+            assert!(!contains_any(&vec![b'+'; len], b","));
+            assert!(!contains_any(&vec![b'-'; len], b","));
+            assert!(!contains_any(&vec![0xac; len], b","));
         }
     }
 
