@@ -13,10 +13,10 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
+use aetherflow_sdk::digest::Sha256;
 use aetherflow_sdk::pyfmt::{write_cell_str, write_json_value, CsvWriter, Quoting};
 use aetherflow_sdk::sql::{self, DtypeSampler};
 use aetherflow_sdk::{export_step, json, log, Context, Error, Info, Map, Outcome, Step, Value};
-use aetherflow_sdk::digest::Sha256;
 
 struct DbExtractStream;
 

@@ -22,10 +22,12 @@ impl Step for Mount {
             Ok(text) => json!({"ok": text}),
             Err(e) => json!({"error": e.to_string()}),
         });
-        let write = inputs.write.map(|p| match std::fs::write(&p, "written by the step") {
-            Ok(()) => json!({"ok": true}),
-            Err(e) => json!({"error": e.to_string()}),
-        });
+        let write = inputs
+            .write
+            .map(|p| match std::fs::write(&p, "written by the step") {
+                Ok(()) => json!({"ok": true}),
+                Err(e) => json!({"error": e.to_string()}),
+            });
         Outcome::success(json!({"read": read, "write": write}))
     }
 }
