@@ -7,6 +7,7 @@
 //! where a list is expected is a one-element list. Outputs `{sent, to, subject, html}`.
 
 use aetherflow_sdk::mail::{self, Message};
+use aetherflow_sdk::pyfmt::{py_str, truthy};
 use aetherflow_sdk::{export_step, json, Context, Error, Info, Outcome, Step, Value};
 use serde::Deserialize;
 
@@ -31,15 +32,6 @@ struct Inputs {
 }
 
 /// Python's `str(x)` for the scalars a template can produce.
-fn py_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        other => other.to_string(),
-    }
-}
 
 /// The reference's `_as_list`: `null` → `[]`, a list as is, a scalar → `[scalar]`.
 fn as_list(v: &Value) -> Vec<String> {
@@ -47,21 +39,6 @@ fn as_list(v: &Value) -> Vec<String> {
         Value::Null => Vec::new(),
         Value::Array(items) => items.iter().map(py_str).collect(),
         other => vec![py_str(other)],
-    }
-}
-
-/// Truthiness of `html`: a bool, a number, or text such as `true`/`false`.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !matches!(
-            s.trim().to_ascii_lowercase().as_str(),
-            "" | "0" | "false" | "no" | "off"
-        ),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
     }
 }
 
