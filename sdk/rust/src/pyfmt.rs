@@ -33,7 +33,11 @@ pub fn write_float_repr(out: &mut String, x: f64) {
     // zmij writes the shortest round-trip digits, in fixed or scientific form: take its
     // digits and decimal exponent, then lay them out as Python does.
     let mut buf = zmij::Buffer::new();
-    let s = buf.format_finite(x).as_bytes();
+    let printed = buf.format_finite(x);
+    if is_python_fixed(printed.as_bytes()) {
+        return out.push_str(printed);
+    }
+    let s = printed.as_bytes();
     let s = match s.strip_prefix(b"-") {
         Some(rest) => {
             out.push('-');
@@ -103,6 +107,25 @@ pub fn write_float_repr(out: &mut String, x: f64) {
     }
 }
 
+/// Whether zmij's text is already Python's: fixed notation (`[-]I.F`, no exponent) with a
+/// decimal exponent in [-4, 16), that is at most 16 integer digits or `0.` and at most
+/// three zeros before the first significant digit, and no trailing zero in the fraction.
+fn is_python_fixed(s: &[u8]) -> bool {
+    let s = s.strip_prefix(b"-").unwrap_or(s);
+    let Some(point) = s.iter().position(|&c| c == b'.') else {
+        return false;
+    };
+    let (int, frac) = (&s[..point], &s[point + 1..]);
+    let digits = |d: &[u8]| !d.is_empty() && d.iter().all(u8::is_ascii_digit);
+    if !digits(int) || !digits(frac) || (frac.len() > 1 && frac.ends_with(b"0")) {
+        return false;
+    }
+    match int {
+        b"0" => frac.iter().take_while(|&&c| c == b'0').count() <= 3 && frac != b"0",
+        _ => int[0] != b'0' && int.len() <= 16,
+    }
+}
+
 /// A decimal exponent as zmij writes it (`7`, `-7`, `+16`).
 fn parse_exp(s: &[u8]) -> i32 {
     let (neg, digits) = match s.first() {
@@ -122,16 +145,35 @@ fn parse_exp(s: &[u8]) -> i32 {
 
 /// An integer in decimal, appended without going through `fmt`.
 pub fn write_int(out: &mut String, v: i64) {
+    // Two digits at a time; values that fit in 32 bits (most ids and counts) use 32-bit
+    // arithmetic, whose division by a constant wasm compilers turn into a multiplication.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut n = v.unsigned_abs();
-    loop {
+    while n > u32::MAX as u64 {
+        let r = (n % 100) as usize;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[2 * r..2 * r + 2]);
+    }
+    let mut m = n as u32;
+    while m >= 100 {
+        let r = (m % 100) as usize;
+        m /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[2 * r..2 * r + 2]);
+    }
+    if m >= 10 {
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&PAIRS[2 * m as usize..2 * m as usize + 2]);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        buf[i] = b'0' + m as u8;
     }
     if v < 0 {
         out.push('-');
@@ -339,108 +381,193 @@ pub struct CsvWriter {
 impl CsvWriter {
     /// Append one record to `out`. On error (`need to escape, but no escapechar set`,
     /// `single empty field record must be quoted`, the messages of Python's `_csv.Error`)
-    /// nothing is appended.
+    /// nothing is appended. To write many records, [`CsvWriter::records`] does the set-up
+    /// once.
     pub fn write_row<S: AsRef<str>>(&self, out: &mut String, fields: &[S]) -> Result<(), String> {
-        let start = out.len();
-        let r = self.append(out, fields);
-        if r.is_err() {
-            out.truncate(start);
-        }
-        r
+        self.records().write_row(out, fields)
     }
 
-    /// The characters that make a field need quotes or escapes, as ASCII bytes; `None` when
-    /// one of them is not ASCII (then every field takes the general path).
-    fn ascii_specials(&self) -> Option<([u8; 8], usize)> {
-        let mut set = [0u8; 8];
-        let mut n = 0;
+    /// A writer of many records with these settings.
+    pub fn records(&self) -> CsvRecords<'_> {
+        let mut special = [false; 256];
+        let mut ascii = true;
         let chars = [self.delimiter, self.quotechar]
             .into_iter()
             .chain(self.escapechar)
             .chain(self.lineterminator.chars());
         for c in chars {
-            if !c.is_ascii() || n == set.len() {
-                return None;
+            if c.is_ascii() {
+                special[c as usize] = true;
+            } else {
+                ascii = false;
             }
-            set[n] = c as u8;
-            n += 1;
         }
-        Some((set, n))
+        // Every byte `str()` of a number or a bool can hold (`-1.5e+16`, `inf`, `nan`,
+        // `True`, `False`): when none is special, such cells never need quotes or escapes.
+        let numbers_plain = !b"0123456789-+.eEinfaTrulsF"
+            .iter()
+            .any(|&b| special[b as usize]);
+        let listed: Vec<u8> = (0..=255u8).filter(|&b| special[b as usize]).collect();
+        let mut set = [0u8; 4];
+        let few = (listed.len() <= set.len()).then(|| {
+            set[..listed.len()].copy_from_slice(&listed);
+            (set, listed.len())
+        });
+        CsvRecords {
+            w: self,
+            special,
+            few,
+            ascii,
+            numbers_plain,
+            always_quoted: matches!(self.quoting, Quoting::All | Quoting::NonNumeric),
+            scratch: String::new(),
+        }
+    }
+}
+
+/// [`CsvWriter`]'s settings prepared for writing many records.
+pub struct CsvRecords<'w> {
+    w: &'w CsvWriter,
+    /// The ASCII characters that make a field need quotes or escapes.
+    special: [bool; 256],
+    /// The same characters as a list, when there are at most four of them.
+    few: Option<([u8; 4], usize)>,
+    /// Whether every such character is ASCII (else each field takes the general path).
+    ascii: bool,
+    numbers_plain: bool,
+    always_quoted: bool,
+    scratch: String,
+}
+
+impl CsvRecords<'_> {
+    /// Append one record of strings to `out`, as [`CsvWriter::write_row`].
+    pub fn write_row<S: AsRef<str>>(
+        &mut self,
+        out: &mut String,
+        fields: &[S],
+    ) -> Result<(), String> {
+        self.record(out, fields.len(), |i, out| {
+            out.push_str(fields[i].as_ref());
+            false
+        })
     }
 
-    fn append<S: AsRef<str>>(&self, out: &mut String, fields: &[S]) -> Result<(), String> {
+    /// Append one record of cells, each written as `str(v)` ([`write_cell_str`]) straight
+    /// into `out`; on error nothing is appended.
+    pub fn write_cells(&mut self, out: &mut String, cells: &[CellRef<'_>]) -> Result<(), String> {
+        let numbers_plain = self.numbers_plain;
+        self.record(out, cells.len(), |i, out| {
+            let cell = cells[i];
+            write_cell_str(out, cell);
+            numbers_plain
+                && matches!(
+                    cell,
+                    CellRef::Null | CellRef::Boolean(_) | CellRef::Integer(_) | CellRef::Real(_)
+                )
+        })
+    }
+
+    /// One record of `n` fields; `write(i, out)` appends field `i`'s text and says whether
+    /// it is known to hold no special character.
+    fn record(
+        &mut self,
+        out: &mut String,
+        n: usize,
+        mut write: impl FnMut(usize, &mut String) -> bool,
+    ) -> Result<(), String> {
         let record_start = out.len();
-        let specials = self.ascii_specials();
-        let always_quoted = matches!(self.quoting, Quoting::All | Quoting::NonNumeric);
-        for (i, f) in fields.iter().enumerate() {
+        for i in 0..n {
             if i > 0 {
-                out.push(self.delimiter);
+                out.push(self.w.delimiter);
             }
-            let f = f.as_ref();
-            // Most fields hold none of the special characters: copy them as they are.
-            if let Some((set, n)) = specials {
-                if !contains_any(f.as_bytes(), &set[..n]) {
-                    if always_quoted {
-                        out.push(self.quotechar);
-                        out.push_str(f);
-                        out.push(self.quotechar);
-                    } else {
-                        out.push_str(f);
-                    }
-                    continue;
+            let field_start = out.len();
+            if self.always_quoted {
+                out.push(self.w.quotechar);
+            }
+            let body = out.len();
+            let plain = write(i, out);
+            // Most fields hold none of the special characters: they stay as written.
+            if plain || (self.ascii && !self.has_special(&out.as_bytes()[body..])) {
+                if self.always_quoted {
+                    out.push(self.w.quotechar);
                 }
+                continue;
             }
-            let mut quoted = always_quoted;
-            // The field with escapes; whether it needs quotes is known only at its end.
-            let mut body = String::with_capacity(f.len());
-            for c in f.chars() {
-                let special = c == self.delimiter
-                    || Some(c) == self.escapechar
-                    || c == self.quotechar
-                    || self.lineterminator.contains(c);
-                if special {
-                    let mut want_escape = false;
-                    if self.quoting == Quoting::None {
-                        want_escape = true;
-                    } else {
-                        if c == self.quotechar {
-                            if self.doublequote {
-                                body.push(self.quotechar);
-                            } else {
-                                want_escape = true;
-                            }
-                        } else if Some(c) == self.escapechar {
-                            want_escape = true;
-                        }
-                        if !want_escape {
-                            quoted = true;
-                        }
-                    }
-                    if want_escape {
-                        match self.escapechar {
-                            Some(e) => body.push(e),
-                            None => return Err("need to escape, but no escapechar set".into()),
-                        }
-                    }
-                }
-                body.push(c);
-            }
-            if quoted {
-                out.push(self.quotechar);
-                out.push_str(&body);
-                out.push(self.quotechar);
-            } else {
-                out.push_str(&body);
+            self.scratch.clear();
+            self.scratch.push_str(&out[body..]);
+            out.truncate(field_start);
+            if let Err(e) = self.general_field(out) {
+                out.truncate(record_start);
+                return Err(e);
             }
         }
-        if fields.len() == 1 && out.len() == record_start {
-            if self.quoting == Quoting::None {
+        if n == 1 && out.len() == record_start {
+            if self.w.quoting == Quoting::None {
                 return Err("single empty field record must be quoted".into());
             }
-            out.push(self.quotechar);
-            out.push(self.quotechar);
+            out.push(self.w.quotechar);
+            out.push(self.w.quotechar);
         }
-        out.push_str(&self.lineterminator);
+        out.push_str(&self.w.lineterminator);
+        Ok(())
+    }
+
+    /// Whether `hay` holds a special character: eight bytes at a time when there are few
+    /// of them (wasm has no memchr), then byte by byte through the table.
+    fn has_special(&self, hay: &[u8]) -> bool {
+        let mut rest = hay;
+        if let Some((set, n)) = &self.few {
+            let split = hay.len() - hay.len() % 8;
+            if contains_any(&hay[..split], &set[..*n]) {
+                return true;
+            }
+            rest = &hay[split..];
+        }
+        rest.iter().any(|&b| self.special[b as usize])
+    }
+
+    /// The field in `self.scratch`, escaped and quoted as Python's `csv.writer` does.
+    fn general_field(&self, out: &mut String) -> Result<(), String> {
+        let w = self.w;
+        let start = out.len();
+        let mut quoted = self.always_quoted;
+        for c in self.scratch.chars() {
+            let special = c == w.delimiter
+                || Some(c) == w.escapechar
+                || c == w.quotechar
+                || w.lineterminator.contains(c);
+            if special {
+                let mut want_escape = false;
+                if w.quoting == Quoting::None {
+                    want_escape = true;
+                } else {
+                    if c == w.quotechar {
+                        if w.doublequote {
+                            out.push(w.quotechar);
+                        } else {
+                            want_escape = true;
+                        }
+                    } else if Some(c) == w.escapechar {
+                        want_escape = true;
+                    }
+                    if !want_escape {
+                        quoted = true;
+                    }
+                }
+                if want_escape {
+                    match w.escapechar {
+                        Some(e) => out.push(e),
+                        None => return Err("need to escape, but no escapechar set".into()),
+                    }
+                }
+            }
+            out.push(c);
+        }
+        // Whether the field needs quotes is known only at its end.
+        if quoted {
+            out.insert(start, w.quotechar);
+            out.push(w.quotechar);
+        }
         Ok(())
     }
 }
@@ -546,6 +673,12 @@ mod tests {
             (5e-324, "5e-324"),
             (f64::MAX, "1.7976931348623157e+308"),
             (24999.75, "24999.75"),
+            (0.001234, "0.001234"),
+            (0.0001234, "0.0001234"),
+            (0.00001234, "1.234e-05"),
+            (-0.0001234, "-0.0001234"),
+            (1234567890123456.8, "1234567890123456.8"),
+            (12345678901234567.0, "1.2345678901234568e+16"),
             (0.30000000000000004, "0.30000000000000004"),
             // Exactly ...348.25: Python rounds the tie to even (std's `{}` gives ...348.3).
             (f64::from_bits(0x431a_8177_0207_1e91), "1865174382397348.2"),
@@ -654,7 +787,23 @@ mod tests {
 
     #[test]
     fn integers_are_written_in_decimal() {
-        for v in [0, 7, -7, 10, 1234567890, i64::MAX, i64::MIN] {
+        let edges = [
+            0,
+            7,
+            -7,
+            9,
+            10,
+            99,
+            100,
+            101,
+            -100,
+            1234567890,
+            i64::MAX,
+            i64::MIN,
+        ];
+        let near_32_bits = (0..2000).map(|d| u32::MAX as i64 - 1000 + d);
+        let powers = (0..19).flat_map(|p| [10i64.pow(p) - 1, 10i64.pow(p), -(10i64.pow(p))]);
+        for v in edges.into_iter().chain(near_32_bits).chain(powers) {
             let mut s = String::from("x");
             write_int(&mut s, v);
             assert_eq!(s, format!("x{v}"));
@@ -725,6 +874,75 @@ mod tests {
             }),
             "'a\rb'|'c\nd'|'e'|'x\\y'|'q\"q'|'t\tt'|''|'p|p'X''X''|''X"
         );
+    }
+
+    #[test]
+    fn cells_are_written_as_python_3_11_writes_their_str() {
+        // Expected bytes from CPython 3.11's csv.writer on `str()` of these values, with
+        // delimiters that occur in numbers, inside long fields and outside ASCII.
+        let rows: Vec<Vec<CellRef>> = vec![
+            vec![
+                CellRef::Integer(1),
+                CellRef::Real(-2.5),
+                CellRef::Boolean(true),
+                CellRef::Null,
+                CellRef::Text("x.y"),
+                CellRef::Real(1e16),
+                CellRef::Real(f64::INFINITY),
+            ],
+            vec![
+                CellRef::Text("long field with a . beyond eight bytes"),
+                CellRef::Text("é.é"),
+            ],
+        ];
+        let cases: Vec<(char, Quoting, Option<char>, &str)> = vec![
+            ('.', Quoting::Minimal, None, "1.\"-2.5\".True..\"x.y\".1e+16.inf\n\"long field with a . beyond eight bytes\".\"é.é\"\n"),
+            ('e', Quoting::All, None, "\"1\"e\"-2.5\"e\"True\"e\"\"e\"x.y\"e\"1e+16\"e\"inf\"\n\"long field with a . beyond eight bytes\"e\"é.é\"\n"),
+            ('1', Quoting::None, Some('\\'), "\\11-2.51True11x.y1\\1e+\\161inf\nlong field with a . beyond eight bytes1é.é\n"),
+            ('§', Quoting::Minimal, None, "1§-2.5§True§§x.y§1e+16§inf\nlong field with a . beyond eight bytes§é.é\n"),
+        ];
+        for (delimiter, quoting, escapechar, want) in cases {
+            let cw = CsvWriter {
+                delimiter,
+                quotechar: '"',
+                escapechar,
+                doublequote: true,
+                quoting,
+                lineterminator: "\n".into(),
+            };
+            let mut records = cw.records();
+            let (mut cells, mut strs) = (String::new(), String::new());
+            for r in &rows {
+                records.write_cells(&mut cells, r).unwrap();
+                let fields: Vec<String> = r
+                    .iter()
+                    .map(|c| {
+                        let mut f = String::new();
+                        write_cell_str(&mut f, *c);
+                        f
+                    })
+                    .collect();
+                cw.write_row(&mut strs, &fields).unwrap();
+            }
+            assert_eq!(cells, want, "delimiter {delimiter:?}");
+            assert_eq!(strs, want, "delimiter {delimiter:?}");
+        }
+        // A failed record appends nothing, even after fields that were written.
+        let cw = CsvWriter {
+            delimiter: ',',
+            quotechar: '"',
+            escapechar: None,
+            doublequote: true,
+            quoting: Quoting::None,
+            lineterminator: "\n".into(),
+        };
+        let mut out = "kept\n".to_string();
+        let err = cw
+            .records()
+            .write_cells(&mut out, &[CellRef::Integer(7), CellRef::Text("a,b")])
+            .unwrap_err();
+        assert_eq!(err, "need to escape, but no escapechar set");
+        assert_eq!(out, "kept\n");
     }
 
     #[test]

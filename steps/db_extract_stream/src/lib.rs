@@ -14,7 +14,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use aetherflow_sdk::digest::Sha256;
-use aetherflow_sdk::pyfmt::{write_cell_str, write_json_value, CsvWriter, Quoting};
+use aetherflow_sdk::pyfmt::{write_json_value, CsvWriter, Quoting};
 use aetherflow_sdk::sql::{self, DtypeSampler};
 use aetherflow_sdk::{export_step, json, log, Context, Error, Info, Map, Outcome, Step, Value};
 
@@ -471,15 +471,15 @@ fn write_text(
         ))
     };
     if matches!(encoding, Encoding::Utf8Sig) {
-        bytes.extend_from_slice("\u{feff}".as_bytes());
+        text.push('\u{feff}');
     }
+    let mut records = writer.records();
     if include_header && !columns.is_empty() {
-        writer
+        records
             .write_row(&mut text, &columns)
             .map_err(|e| csv_error(e, 0))?;
     }
     let mut sampler = DtypeSampler::new(columns.len());
-    let mut fields: Vec<String> = vec![String::new(); columns.len()];
     let mut rows: u64 = 0;
     loop {
         let batch = cursor.next_rows(fetch_size)?;
@@ -487,21 +487,23 @@ fn write_text(
         while let Some(row) = reader.next_row()? {
             rows += 1;
             sampler.observe(row);
-            fields.resize(row.len(), String::new());
-            for (f, cell) in fields.iter_mut().zip(row) {
-                f.clear();
-                write_cell_str(f, cell);
-            }
-            writer
-                .write_row(&mut text, &fields)
+            records
+                .write_cells(&mut text, row)
                 .map_err(|e| csv_error(e, rows))?;
         }
-        encoding.encode(&text, &mut bytes, rows)?;
-        text.clear();
-        hash.update(&bytes);
-        w.write_all(&bytes)
+        // UTF-8 is the text as it is; other encodings are checked character by character.
+        let out = match encoding {
+            Encoding::Utf8 | Encoding::Utf8Sig => text.as_bytes(),
+            _ => {
+                bytes.clear();
+                encoding.encode(&text, &mut bytes, rows)?;
+                &bytes
+            }
+        };
+        hash.update(out);
+        w.write_all(out)
             .map_err(|e| Error::io(format!("cannot write {}: {e}", tmp.display())))?;
-        bytes.clear();
+        text.clear();
         if batch.is_empty() {
             break;
         }
