@@ -240,7 +240,11 @@ fn put_cell(sink: &mut RowSink, v: ValueRef<'_>) {
         ValueRef::Null => sink.null(),
         ValueRef::Integer(i) => sink.int(i),
         ValueRef::Real(f) => sink.real(f),
-        ValueRef::Text(t) => sink.text(sql::kind::TEXT, &String::from_utf8_lossy(t)),
+        // SQLite text is UTF-8 unless a writer stored other bytes: check fast, repair rarely.
+        ValueRef::Text(t) => match std::str::from_utf8(t) {
+            Ok(s) => sink.text(sql::kind::TEXT, s),
+            Err(_) => sink.text(sql::kind::TEXT, &String::from_utf8_lossy(t)),
+        },
         ValueRef::Blob(b) => sink.blob(b),
     }
 }

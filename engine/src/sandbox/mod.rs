@@ -14,7 +14,8 @@ mod secrets;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -207,7 +208,13 @@ pub struct Sandbox {
     linker: Linker<HostState>,
     cache: Option<cache::ComponentCache>,
     stop_ticker: Arc<AtomicBool>,
+    /// Where finished stores go to be torn down (see [`Sandbox::retire`]); `None` when no
+    /// thread could be started.
+    reaper: OnceLock<Option<SyncSender<Store<HostState>>>>,
 }
+
+/// Finished stores waiting for the reaper thread at most.
+const REAPER_QUEUE: usize = 2;
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
@@ -248,6 +255,7 @@ impl Sandbox {
             linker,
             cache,
             stop_ticker,
+            reaper: OnceLock::new(),
         })
     }
 
@@ -367,6 +375,31 @@ impl Sandbox {
         })
     }
 
+    /// End an attempt's store. Its host side (connections and cursors, files the guest
+    /// opened, the step's log) ends here and now, in order. What is left is wasmtime's
+    /// teardown, mostly resetting the instance's memory for its pool slot: that runs on a
+    /// reaper thread, so the next step need not wait for it. The queue is short and
+    /// `send` blocks when it is full, so pool slots cannot run out.
+    fn retire(&self, mut store: Store<HostState>) {
+        let state = store.data_mut();
+        drop(state.step.take());
+        drop(std::mem::take(&mut state.table));
+        let reaper = self.reaper.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Store<HostState>>(REAPER_QUEUE);
+            let spawned = std::thread::Builder::new()
+                .name("aetherflow-reaper".into())
+                .spawn(move || rx.into_iter().for_each(drop));
+            spawned.ok().map(|_| tx)
+        });
+        match reaper {
+            Some(tx) => {
+                // Only fails when the reaper is gone: then the store ends here.
+                let _ = tx.send(store);
+            }
+            None => drop(store),
+        }
+    }
+
     fn store(&self, state: HostState) -> Store<HostState> {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -419,86 +452,91 @@ impl Sandbox {
         let mut store = self.store(state);
         arm_deadline(&mut store, limits.timeout);
         set_fuel(&mut store, limits.fuel);
-        let started = Instant::now();
+        let outcome = (|| {
+            let started = Instant::now();
 
-        let wit_ctx = wit::StepContext {
-            flow_id: ctx.flow_id.clone(),
-            run_id: ctx.run_id.clone(),
-            job_id: ctx.job_id.clone(),
-            step_id: ctx.step_id.clone(),
-            step_type: ctx.step_type.clone(),
-            attempt: ctx.attempt,
-            workspace: path_str(&ctx.workspace),
-            artifacts_dir: path_str(&ctx.artifacts_dir),
-            scratch_dir: path_str(&ctx.scratch_dir),
-            manifests_dir: path_str(&ctx.manifests_dir),
-        };
-        let result = step
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| instance.call_run(&mut store, &wit_ctx, &inputs.to_string()));
-        let fuel_used = limits
-            .fuel
-            .unwrap_or(u64::MAX)
-            .saturating_sub(store.get_fuel().unwrap_or(0));
-        report_dropped_logs(store.data(), &ctx.step_id, limits.sources.max_log_bytes);
-        match result {
-            Ok(Ok(r)) => {
-                if r.outputs.len() as u64 > limits.max_output_bytes {
-                    return Err(StepFailure {
-                        kind: FailureKind::OutputSize,
-                        message: output_size_message(
-                            &ctx.step_id,
-                            r.outputs.len() as u64,
-                            limits.max_output_bytes,
-                            limits.sources.max_output_bytes,
-                        ),
-                    });
-                }
-                let outputs = match serde_json::from_str::<Value>(&r.outputs) {
-                    Ok(Value::Object(m)) => m,
-                    Ok(_) | Err(_) => {
+            let wit_ctx = wit::StepContext {
+                flow_id: ctx.flow_id.clone(),
+                run_id: ctx.run_id.clone(),
+                job_id: ctx.job_id.clone(),
+                step_id: ctx.step_id.clone(),
+                step_type: ctx.step_type.clone(),
+                attempt: ctx.attempt,
+                workspace: path_str(&ctx.workspace),
+                artifacts_dir: path_str(&ctx.artifacts_dir),
+                scratch_dir: path_str(&ctx.scratch_dir),
+                manifests_dir: path_str(&ctx.manifests_dir),
+            };
+            let result = step
+                .pre
+                .instantiate(&mut store)
+                .and_then(|instance| instance.call_run(&mut store, &wit_ctx, &inputs.to_string()));
+            let fuel_used = limits
+                .fuel
+                .unwrap_or(u64::MAX)
+                .saturating_sub(store.get_fuel().unwrap_or(0));
+            report_dropped_logs(store.data(), &ctx.step_id, limits.sources.max_log_bytes);
+            match result {
+                Ok(Ok(r)) => {
+                    if r.outputs.len() as u64 > limits.max_output_bytes {
                         return Err(StepFailure {
-                            kind: FailureKind::StepError,
-                            message: format!(
-                                "step {} returned outputs that are not a JSON object",
-                                ctx.step_id
+                            kind: FailureKind::OutputSize,
+                            message: output_size_message(
+                                &ctx.step_id,
+                                r.outputs.len() as u64,
+                                limits.max_output_bytes,
+                                limits.sources.max_output_bytes,
                             ),
-                        })
+                        });
                     }
-                };
-                Ok(StepReturn {
-                    skipped: matches!(r.status, wit::Status::Skipped),
-                    outputs,
-                    reason: r.reason,
-                    fuel_used: Some(fuel_used),
-                })
+                    let outputs = match serde_json::from_str::<Value>(&r.outputs) {
+                        Ok(Value::Object(m)) => m,
+                        Ok(_) | Err(_) => {
+                            return Err(StepFailure {
+                                kind: FailureKind::StepError,
+                                message: format!(
+                                    "step {} returned outputs that are not a JSON object",
+                                    ctx.step_id
+                                ),
+                            })
+                        }
+                    };
+                    Ok(StepReturn {
+                        skipped: matches!(r.status, wit::Status::Skipped),
+                        outputs,
+                        reason: r.reason,
+                        fuel_used: Some(fuel_used),
+                    })
+                }
+                Ok(Err(e)) => Err(StepFailure {
+                    kind: FailureKind::StepError,
+                    message: match e.kind {
+                        // WASI streams report ENOSPC and EFBIG as a bare I/O error: say which
+                        // storage limit the host sees, if any.
+                        wit::ErrorKind::Io => e.message + &storage_hint(&ctx.workspace),
+                        _ => e.message,
+                    },
+                }),
+                Err(trap) => {
+                    let elapsed = started.elapsed();
+                    let guest_stderr = String::from_utf8_lossy(&stderr.contents())
+                        .trim()
+                        .to_string();
+                    let memory_hit = store.data().limiter.exceeded;
+                    Err(classify_trap(
+                        &trap,
+                        &ctx.step_id,
+                        limits,
+                        elapsed,
+                        memory_hit,
+                        &guest_stderr,
+                    ))
+                }
             }
-            Ok(Err(e)) => Err(StepFailure {
-                kind: FailureKind::StepError,
-                message: match e.kind {
-                    // WASI streams report ENOSPC and EFBIG as a bare I/O error: say which
-                    // storage limit the host sees, if any.
-                    wit::ErrorKind::Io => e.message + &storage_hint(&ctx.workspace),
-                    _ => e.message,
-                },
-            }),
-            Err(trap) => {
-                let elapsed = started.elapsed();
-                let guest_stderr = String::from_utf8_lossy(&stderr.contents())
-                    .trim()
-                    .to_string();
-                let memory_hit = store.data().limiter.exceeded;
-                Err(classify_trap(
-                    &trap,
-                    &ctx.step_id,
-                    limits,
-                    elapsed,
-                    memory_hit,
-                    &guest_stderr,
-                ))
-            }
-        }
+        })();
+        // The instance is torn down off the critical path (see `retire`).
+        self.retire(store);
+        outcome
     }
 }
 
