@@ -22,7 +22,8 @@
 //! - step ends (`step_finished`), `end_run` and lock operations commit with
 //!   `synchronous=FULL`, i.e. the WAL is fsynced before the commit returns: one fsync per
 //!   step, plus one per run and per lock operation;
-//! - everything else (`step_started`, `begin_run`, every job status) commits with
+//! - everything else (`step_started`, `begin_run`, every job status, creating or migrating
+//!   the schema) commits with
 //!   `synchronous=OFF`: no fsync. Job statuses are derived from their steps, so a resume
 //!   recomputes a job whose status a power loss took back.
 //!
@@ -350,18 +351,35 @@ impl SqliteStore {
             Durability::Process => Sync::Normal,
             Durability::Power => Sync::Full,
         };
-        conn.execute_batch(&sync.pragmas())
+        // The schema is created (or migrated) without waiting for the disk: it becomes
+        // durable with the first synced commit, as an unsynced step start does (see the
+        // module docs). Power loss before that leaves the database as it was, and the next
+        // open creates the schema again. A new store saves the two fsyncs of that commit.
+        conn.execute_batch(&Sync::Off.pragmas())
             .map_err(sql("set synchronous"))?;
         let mut store = SqliteStore {
             path,
             durability,
             inner: Mutex::new(Inner {
                 conn,
-                sync: Some(sync),
+                sync: Some(Sync::Off),
             }),
             last_seq: std::sync::atomic::AtomicI64::new(0),
         };
         store.init_schema()?;
+        let inner = store
+            .inner
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        inner
+            .conn
+            .execute_batch(&sync.pragmas())
+            .map_err(|source| StateError::Sqlite {
+                path: store.path.clone(),
+                op: "set synchronous",
+                source,
+            })?;
+        inner.sync = Some(sync);
         Ok(store)
     }
 
