@@ -490,3 +490,49 @@ fn postgres_tls_sslmode_and_sslrootcert() {
     let password = url.split(':').nth(2).unwrap().split('@').next().unwrap();
     assert!(!out.stderr.contains(password));
 }
+
+/// A statement or query still running on the server at the step's deadline is cancelled
+/// there, and the step fails as timed out at its deadline; the next step's statements run.
+#[test]
+fn postgres_calls_end_at_the_step_deadline() {
+    let Some(url) = server_env("AF_TEST_PG_URL") else {
+        return;
+    };
+    let flow = header("pgslow")
+        + &resource(&url)
+        + r#"jobs:
+  - id: q
+    steps:
+      - {id: query, type: db_fetch_small, inputs: {resource: pg, sql: "SELECT pg_sleep(60)::text"}, timeout_seconds: 1}
+  - id: x
+    steps:
+      - {id: exec, type: test_sql_exec, inputs: {resource: pg, statements: ["SELECT pg_sleep(60)"]}, timeout_seconds: 1}
+  - id: after
+    steps:
+      - {id: ok, type: test_sql_exec, inputs: {resource: pg, statements: ["SELECT 1"]}}
+"#;
+    let t = Test::new()
+        .flow(&flow)
+        .env("AETHERFLOW_PLUGIN_PATHS", fx::SQL_EXEC);
+    let started = Instant::now();
+    let run = t.run_args(&["run", "flow.yaml", "--run-id", "p9"]);
+    run.status(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let v = show(&t, "p9");
+    for (job, step) in [("q", "query"), ("x", "exec")] {
+        assert_eq!(
+            crate::harness::report_step(&v, job, step)["error"],
+            format!("step {step} timed out after 1s"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(
+        crate::harness::report_step(&v, "after", "ok")["status"],
+        "SUCCESS"
+    );
+}

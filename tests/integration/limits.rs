@@ -9,7 +9,15 @@ use serde_json::Value;
 use crate::harness::{header, job_status, Outcome, Test};
 
 fn plugins() -> String {
-    [fx::SPIN, fx::LIMITS, fx::ENTROPY, fx::MOUNT, fx::GREEDY_SQL].join(",")
+    [
+        fx::SPIN,
+        fx::LIMITS,
+        fx::ENTROPY,
+        fx::MOUNT,
+        fx::GREEDY_SQL,
+        fx::SQL_EXEC,
+    ]
+    .join(",")
 }
 
 fn test(flow: &str) -> Test {
@@ -204,6 +212,51 @@ fn a_step_asleep_at_its_deadline_times_out_at_the_deadline() {
         "step long timed out after 1s"
     );
     assert_eq!(job_status(&t.store(), "sleepy", "z1", "k"), "SUCCESS");
+}
+
+/// A connector call blocked past the step's deadline (a query still computing, a statement
+/// still running, a server that never answers) ends at the deadline as a timeout, not at
+/// the connector's own timeout, and the resource still works for the next step.
+#[test]
+fn blocked_connector_calls_end_at_the_step_deadline() {
+    // A server on loopback that accepts connections (the kernel's backlog does) and never
+    // answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // About a minute of SQLite work.
+    let slow = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                WHERE x < 1000000000) SELECT count(*) FROM c";
+    let flow = header("stuck")
+        + &format!(
+            "resources:\n  db: {{kind: db, driver: sqlite3, config: {{path: \"{{ROOT}}/d.sqlite\"}}}}\n  \
+             api: {{kind: rest, driver: http, config: {{base_url: \"http://127.0.0.1:{port}\"}}, options: {{timeout: 120}}}}\n\
+             jobs:\n  \
+             - id: q\n    steps:\n      - {{id: query, type: db_fetch_small, inputs: {{resource: db, sql: \"{slow}\"}}, timeout_seconds: 1}}\n  \
+             - id: x\n    steps:\n      - {{id: exec, type: test_sql_exec, inputs: {{resource: db, statements: [\"CREATE TABLE t AS {slow}\"]}}, timeout_seconds: 1}}\n  \
+             - id: h\n    steps:\n      - {{id: call, type: http_request, inputs: {{resource: api, path: /x}}, timeout_seconds: 1}}\n  \
+             - id: after\n    steps:\n      - {{id: ok, type: test_sql_exec, inputs: {{resource: db, statements: [\"CREATE TABLE u(a)\", \"INSERT INTO u VALUES (1)\"]}}}}\n"
+        );
+    let t = test(&flow);
+    rusqlite::Connection::open(t.path("d.sqlite"))
+        .unwrap()
+        .execute_batch("CREATE TABLE seed(a)")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "b1"]);
+    out.status(1);
+    let took = started.elapsed();
+    for step in ["query", "exec", "call"] {
+        assert_eq!(
+            step_end(&out, step)["error"],
+            format!("step {step} timed out after 1s"),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    assert_eq!(job_status(&t.store(), "stuck", "b1", "after"), "SUCCESS");
+    assert_eq!(step_end(&out, "ok")["status"], "SUCCESS");
+    drop(silent);
 }
 
 #[test]

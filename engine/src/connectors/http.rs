@@ -15,7 +15,7 @@
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value};
@@ -412,8 +412,9 @@ impl Client {
         Ok(url)
     }
 
-    /// Send the request, retrying transport errors and 5xx answers.
-    fn send(&self, req: Request) -> Result<Response, HttpError> {
+    /// Send the request, retrying transport errors and 5xx answers, and giving up at
+    /// `deadline` (the calling step's): no attempt or pause between attempts lasts past it.
+    fn send(&self, req: Request, deadline: Option<Instant>) -> Result<Response, HttpError> {
         let method = req.method.trim().to_ascii_uppercase();
         if !METHODS.contains(&method.as_str()) {
             return Err(err(
@@ -453,9 +454,26 @@ impl Client {
         };
         let shown = format!("{method} {}", display_url(&url));
 
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut attempt = 0u32;
         loop {
-            let result = self.attempt(&method, &url, &headers, req.body.as_deref(), timeout);
+            if left().is_some_and(|l| l.is_zero()) {
+                return Err(err(
+                    HttpErrorKind::Timeout,
+                    format!(
+                        "resource `{}`: {shown} was stopped at the step's deadline",
+                        self.resource
+                    ),
+                ));
+            }
+            let result = self.attempt(
+                &method,
+                &url,
+                &headers,
+                req.body.as_deref(),
+                timeout,
+                left(),
+            );
             attempt += 1;
             let last = attempt >= self.attempts;
             match result {
@@ -494,7 +512,8 @@ impl Client {
                 }
                 Err(_) => {}
             }
-            std::thread::sleep(backoff(attempt - 1));
+            let pause = backoff(attempt - 1);
+            std::thread::sleep(left().map_or(pause, |l| pause.min(l)));
         }
     }
 
@@ -505,6 +524,7 @@ impl Client {
         headers: &[(String, String)],
         body: Option<&[u8]>,
         timeout: Duration,
+        left: Option<Duration>,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let mut b = ureq::http::Request::builder()
             .method(method)
@@ -513,8 +533,8 @@ impl Client {
             b = b.header(k.as_str(), v.as_str());
         }
         match body {
-            None => self.run(b.body(()).map_err(ureq::Error::Http)?, timeout),
-            Some(bytes) => self.run(b.body(bytes).map_err(ureq::Error::Http)?, timeout),
+            None => self.run(b.body(()).map_err(ureq::Error::Http)?, timeout, left),
+            Some(bytes) => self.run(b.body(bytes).map_err(ureq::Error::Http)?, timeout, left),
         }
     }
 
@@ -524,8 +544,9 @@ impl Client {
         &self,
         r: ureq::http::Request<S>,
         timeout: Duration,
+        left: Option<Duration>,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
-        let t = Some(timeout);
+        let t = Some(left.map_or(timeout, |l| timeout.min(l)));
         let r = self
             .agent
             .configure_request(r)
@@ -534,6 +555,8 @@ impl Client {
             .timeout_recv_response(t)
             .timeout_per_read(t)
             .timeout_per_write(t)
+            // The step's deadline also bounds the whole exchange (a slow trickle of bytes).
+            .timeout_global(left)
             .build();
         self.agent.run(r)
     }
@@ -645,14 +668,19 @@ fn option_attempts(options: &Map<String, Value>) -> Result<u32, String> {
 
 impl Connectors {
     /// Send one request through the `rest` resource `name` (grant and kind already checked).
-    pub fn http_send(&self, name: &str, req: Request) -> Result<Response, HttpError> {
+    pub fn http_send(
+        &self,
+        name: &str,
+        req: Request,
+        deadline: Option<Instant>,
+    ) -> Result<Response, HttpError> {
         let client: Arc<Client> = self.cached(name, Client::from_resource, || {
             err(
                 HttpErrorKind::UnknownResource,
                 format!("Unknown resource: {name}"),
             )
         })?;
-        client.send(req)
+        client.send(req, deadline)
     }
 }
 

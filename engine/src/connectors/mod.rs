@@ -13,6 +13,7 @@ pub mod tls;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 
@@ -200,28 +201,37 @@ impl Connectors {
         )
     }
 
+    /// A query whose waits end at `deadline` (the calling step's).
     pub fn sql_query(
         &self,
         name: &str,
         statement: &str,
         params: &str,
+        deadline: Option<Instant>,
     ) -> Result<SqlCursor, SqlError> {
         match &*self.sql_backend(name)? {
             SqlBackend::Sqlite(pool) => {
                 let params = sqlite::parse_params(params)?;
-                sqlite::query(pool.clone(), statement.to_string(), params)
+                sqlite::query(pool.clone(), statement.to_string(), params, deadline)
             }
-            SqlBackend::Postgres(pg) => pg.clone().query(statement, params),
+            SqlBackend::Postgres(pg) => pg.clone().query(statement, params, deadline),
         }
     }
 
-    pub fn sql_execute(&self, name: &str, statement: &str, params: &str) -> Result<u64, SqlError> {
+    /// A statement stopped at `deadline` (the calling step's).
+    pub fn sql_execute(
+        &self,
+        name: &str,
+        statement: &str,
+        params: &str,
+        deadline: Option<Instant>,
+    ) -> Result<u64, SqlError> {
         match &*self.sql_backend(name)? {
             SqlBackend::Sqlite(pool) => {
                 let params = sqlite::parse_params(params)?;
-                sqlite::execute(pool, statement, &params)
+                sqlite::execute(pool, statement, &params, deadline)
             }
-            SqlBackend::Postgres(pg) => pg.execute(statement, params),
+            SqlBackend::Postgres(pg) => pg.execute(statement, params, deadline),
         }
     }
 }

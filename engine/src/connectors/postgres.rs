@@ -17,7 +17,7 @@
 
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use postgres::config::SslMode as WireSslMode;
@@ -580,9 +580,16 @@ impl Postgres {
         Ok(())
     }
 
-    pub fn execute(&self, statement: &str, params: &str) -> Result<u64, SqlError> {
+    /// Run a statement; a watchdog cancels it on the server at `deadline`.
+    pub fn execute(
+        &self,
+        statement: &str,
+        params: &str,
+        deadline: Option<Instant>,
+    ) -> Result<u64, SqlError> {
         let (sql, values) = self.prepare_params(statement, params)?;
         let mut client = self.take()?;
+        let watchdog = deadline.map(|d| Watchdog::arm(d, client.cancel_token(), self.tls.clone()));
         let result = (|| {
             let stmt = client
                 .prepare(&sql)
@@ -594,14 +601,23 @@ impl Postgres {
                 .execute(&stmt, &refs)
                 .map_err(|e| self.query_error(&e))
         })();
-        self.pool.give(client);
+        // A connection a cancel request may have reached is not reused.
+        let cancelled = watchdog.is_some_and(Watchdog::disarm);
+        if !cancelled && !client.is_closed() {
+            self.pool.give(client);
+        }
         result
     }
 
-    pub fn query(self: Arc<Self>, statement: &str, params: &str) -> Result<SqlCursor, SqlError> {
+    pub fn query(
+        self: Arc<Self>,
+        statement: &str,
+        params: &str,
+        deadline: Option<Instant>,
+    ) -> Result<SqlCursor, SqlError> {
         let (sql, values) = self.prepare_params(statement, params)?;
         let statement = statement.to_string();
-        SqlCursor::spawn("postgres", move |head, sink| {
+        SqlCursor::spawn("postgres", deadline, move |head, sink| {
             let mut client = match self.take() {
                 Ok(c) => c,
                 Err(e) => {
@@ -1190,6 +1206,35 @@ fn rewrite_named(sql: &str) -> (String, Vec<String>) {
         }
     }
     (out, names)
+}
+
+/// Cancels the statement running on a connection if it is still running at a deadline.
+struct Watchdog {
+    done: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<bool>,
+}
+
+impl Watchdog {
+    fn arm(deadline: Instant, token: postgres::CancelToken, tls: MakeRustlsConnect) -> Watchdog {
+        let (done, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = token.cancel_query(tls);
+                    true
+                }
+                _ => false,
+            }
+        });
+        Watchdog { done, thread }
+    }
+
+    /// Stop watching; true if the statement was cancelled.
+    fn disarm(self) -> bool {
+        let _ = self.done.send(());
+        self.thread.join().unwrap_or(true)
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@
 //! a statement that is still computing is interrupted).
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use crate::sandbox::bindings::aetherflow::step::sql::{
     Cell, Column, PackedRows, SqlError, SqlErrorKind,
@@ -314,6 +315,36 @@ pub struct SqlCursor {
     error: Option<SqlError>,
     done: bool,
     cancel: Option<Cancel>,
+    /// The calling step's deadline: no wait for the worker lasts past it.
+    deadline: Option<Instant>,
+}
+
+/// Why a wait for the worker ended without an answer.
+enum Wait {
+    Closed,
+    Deadline,
+}
+
+/// `rx.recv()`, but no later than `deadline`.
+fn recv_by<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<T, Wait> {
+    match deadline {
+        None => rx.recv().map_err(|_| Wait::Closed),
+        Some(d) => rx
+            .recv_timeout(d.saturating_duration_since(Instant::now()))
+            .map_err(|e| match e {
+                RecvTimeoutError::Timeout => Wait::Deadline,
+                RecvTimeoutError::Disconnected => Wait::Closed,
+            }),
+    }
+}
+
+/// The error a call gets when the step's deadline ends its wait (the host then fails the
+/// step as timed out).
+fn stopped_at_deadline(driver: &str) -> SqlError {
+    SqlError {
+        kind: SqlErrorKind::Query,
+        message: format!("the {driver} query was stopped at the step's deadline"),
+    }
 }
 
 impl Drop for SqlCursor {
@@ -330,7 +361,9 @@ impl SqlCursor {
     /// Run `work` on a new worker thread. It must first send the [`Head`] (or the error
     /// that prevented the query), then push rows into the sink and finish or fail it.
     /// Returns once the head has arrived.
-    pub fn spawn<F>(driver: &str, work: F) -> Result<SqlCursor, SqlError>
+    /// No wait lasts past `deadline`: the query is then cancelled (once it has started)
+    /// and the call fails.
+    pub fn spawn<F>(driver: &str, deadline: Option<Instant>, work: F) -> Result<SqlCursor, SqlError>
     where
         F: FnOnce(HeadSender, RowSink) + Send + 'static,
     {
@@ -351,7 +384,7 @@ impl SqlCursor {
                 kind: SqlErrorKind::Connection,
                 message: format!("cannot start the {driver} worker: {e}"),
             })?;
-        match head_rx.recv() {
+        match recv_by(&head_rx, deadline) {
             Ok(Ok(head)) => Ok(SqlCursor {
                 columns: head.columns,
                 rx,
@@ -361,9 +394,12 @@ impl SqlCursor {
                 error: None,
                 done: false,
                 cancel: head.cancel,
+                deadline,
             }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(SqlError {
+            // The worker stops at its next send, which finds nobody listening.
+            Err(Wait::Deadline) => Err(stopped_at_deadline(driver)),
+            Err(Wait::Closed) => Err(SqlError {
                 kind: SqlErrorKind::Connection,
                 message: format!("the {driver} worker stopped unexpectedly"),
             }),
@@ -385,13 +421,20 @@ impl SqlCursor {
     /// handed out first; the error comes with the next call.
     pub fn next_packed(&mut self, max_rows: usize) -> Result<PackedRows, SqlError> {
         while self.available < max_rows && !self.done && self.error.is_none() {
-            match self.rx.recv() {
+            match recv_by(&self.rx, self.deadline) {
                 Ok(Ok(chunk)) => {
                     self.available += chunk.row_ends.len();
                     self.pending.push_back(chunk);
                 }
                 Ok(Err(e)) => self.error = Some(e),
-                Err(_) => self.done = true,
+                Err(Wait::Closed) => self.done = true,
+                Err(Wait::Deadline) => {
+                    if let Some(cancel) = self.cancel.take() {
+                        cancel();
+                    }
+                    self.done = true;
+                    return Err(stopped_at_deadline("database"));
+                }
             }
         }
         if self.available == 0 {
@@ -496,7 +539,7 @@ mod tests {
     /// A cursor over `n` rows `(i, "row i", i / 2 as real, NULL or blob)`, then `fail`
     /// (an error after the rows) or the end.
     fn cursor(n: usize, fail: bool) -> SqlCursor {
-        SqlCursor::spawn("test", move |head, mut sink| {
+        SqlCursor::spawn("test", None, move |head, mut sink| {
             let columns = ["i", "s", "r", "b"]
                 .iter()
                 .map(|c| Column {
@@ -582,7 +625,7 @@ mod tests {
     #[test]
     fn a_batch_stops_at_the_byte_budget_but_holds_at_least_one_row() {
         let big = "x".repeat(BATCH_BYTES / 3 + 1);
-        let mut c = SqlCursor::spawn("test", move |head, mut sink| {
+        let mut c = SqlCursor::spawn("test", None, move |head, mut sink| {
             let columns = vec![Column {
                 name: "t".into(),
                 decl_type: None,

@@ -4,7 +4,7 @@
 //! interrupts the statement and ends the worker.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OpenFlags};
@@ -137,16 +137,33 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, params: &Params) -> rusqlite::Result
     }
 }
 
-pub fn execute(pool: &Pool, statement: &str, params: &Params) -> Result<u64, SqlError> {
-    let conn = pool.take()?;
+/// Run a statement on the calling thread; SQLite interrupts it at `deadline` (checked
+/// every few thousand virtual-machine instructions).
+pub fn execute(
+    pool: &Pool,
+    statement: &str,
+    params: &Params,
+    deadline: Option<Instant>,
+) -> Result<u64, SqlError> {
+    let mut conn = pool.take()?;
+    if let Some(d) = deadline {
+        conn.progress_handler(PROGRESS_OPS, Some(move || Instant::now() >= d))
+            .map_err(query_error)?;
+    }
     let result = (|| {
         let mut stmt = conn.prepare(statement).map_err(query_error)?;
         bind(&mut stmt, params).map_err(query_error)?;
         stmt.raw_execute().map(|n| n as u64).map_err(query_error)
     })();
-    pool.give(conn);
+    // A connection that kept this deadline would interrupt later statements: drop it.
+    if conn.progress_handler(0, None::<fn() -> bool>).is_ok() {
+        pool.give(conn);
+    }
     result
 }
+
+/// How often (in SQLite virtual-machine instructions) a statement checks its deadline.
+const PROGRESS_OPS: i32 = 4096;
 
 /// Idle connections of one SQLite resource.
 pub type Pool = sql::Pool<Connection>;
@@ -161,8 +178,9 @@ pub fn query(
     pool: std::sync::Arc<Pool>,
     statement: String,
     params: Params,
+    deadline: Option<Instant>,
 ) -> Result<SqlCursor, SqlError> {
-    SqlCursor::spawn("sqlite", move |head, sink| {
+    SqlCursor::spawn("sqlite", deadline, move |head, sink| {
         let conn = match pool.take() {
             Ok(c) => c,
             Err(e) => {

@@ -93,7 +93,7 @@ impl HostState {
 
     /// A blocking call that returns after the deadline ends the call as a timeout, the
     /// same trap the epoch check raises in running code.
-    fn check_deadline(&self) -> wasmtime::Result<()> {
+    pub(super) fn check_deadline(&self) -> wasmtime::Result<()> {
         match self.deadline {
             Some(deadline) if Instant::now() >= deadline => Err(Trap::Interrupt.into()),
             _ => Ok(()),

@@ -355,9 +355,15 @@ impl sql::Host for HostState {
         if let Err(r) = env.check_grant(&resource, &["db"]) {
             return Ok(Err(sql_refusal(r)));
         }
-        match env.connectors.sql_query(&resource, &statement, &params) {
+        match env
+            .connectors
+            .sql_query(&resource, &statement, &params, self.deadline)
+        {
             Ok(cursor) => Ok(Ok(self.table.push(cursor)?)),
-            Err(e) => Ok(Err(e)),
+            Err(e) => {
+                self.check_deadline()?;
+                Ok(Err(e))
+            }
         }
     }
 
@@ -373,7 +379,13 @@ impl sql::Host for HostState {
         if let Err(r) = env.check_grant(&resource, &["db"]) {
             return Ok(Err(sql_refusal(r)));
         }
-        Ok(env.connectors.sql_execute(&resource, &statement, &params))
+        let result = env
+            .connectors
+            .sql_execute(&resource, &statement, &params, self.deadline);
+        if result.is_err() {
+            self.check_deadline()?;
+        }
+        Ok(result)
     }
 }
 
@@ -388,7 +400,11 @@ impl sql::HostCursor for HostState {
         max_rows: u32,
     ) -> wasmtime::Result<Result<Vec<Vec<sql::Cell>>, sql::SqlError>> {
         let max = (max_rows as usize).clamp(1, MAX_BATCH_ROWS);
-        Ok(self.table.get_mut(&cursor)?.next_batch(max))
+        let result = self.table.get_mut(&cursor)?.next_batch(max);
+        if result.is_err() {
+            self.check_deadline()?;
+        }
+        Ok(result)
     }
 
     fn next_packed(
@@ -397,7 +413,11 @@ impl sql::HostCursor for HostState {
         max_rows: u32,
     ) -> wasmtime::Result<Result<sql::PackedRows, sql::SqlError>> {
         let max = (max_rows as usize).clamp(1, MAX_BATCH_ROWS);
-        Ok(self.table.get_mut(&cursor)?.next_packed(max))
+        let result = self.table.get_mut(&cursor)?.next_packed(max);
+        if result.is_err() {
+            self.check_deadline()?;
+        }
+        Ok(result)
     }
 
     fn drop(&mut self, cursor: Resource<SqlCursor>) -> wasmtime::Result<()> {
@@ -418,7 +438,7 @@ impl http::Host for HostState {
         if let Err(r) = env.check_grant(&resource, &["rest"]) {
             return Ok(Err(http_refusal(r)));
         }
-        match env.connectors.http_send(&resource, req) {
+        match env.connectors.http_send(&resource, req, self.deadline) {
             Ok(resp) => Ok(Ok(http::Response {
                 status: resp.status,
                 headers: resp
@@ -428,7 +448,10 @@ impl http::Host for HostState {
                     .collect(),
                 body: self.table.push(resp.body)?,
             })),
-            Err(e) => Ok(Err(e)),
+            Err(e) => {
+                self.check_deadline()?;
+                Ok(Err(e))
+            }
         }
     }
 }
