@@ -215,8 +215,9 @@ fn a_step_asleep_at_its_deadline_times_out_at_the_deadline() {
 }
 
 /// A connector call blocked past the step's deadline (a query still computing, a statement
-/// still running, a server that never answers) ends at the deadline as a timeout, not at
-/// the connector's own timeout, and the resource still works for the next step.
+/// still running, HTTP, SSH and SMTP servers that never answer) ends at the deadline as a
+/// timeout, not at the connector's own timeout, and the resource still works for the next
+/// step.
 #[test]
 fn blocked_connector_calls_end_at_the_step_deadline() {
     // A server on loopback that accepts connections (the kernel's backlog does) and never
@@ -229,11 +230,15 @@ fn blocked_connector_calls_end_at_the_step_deadline() {
     let flow = header("stuck")
         + &format!(
             "resources:\n  db: {{kind: db, driver: sqlite3, config: {{path: \"{{ROOT}}/d.sqlite\"}}}}\n  \
-             api: {{kind: rest, driver: http, config: {{base_url: \"http://127.0.0.1:{port}\"}}, options: {{timeout: 120}}}}\n\
+             api: {{kind: rest, driver: http, config: {{base_url: \"http://127.0.0.1:{port}\"}}, options: {{timeout: 120}}}}\n  \
+             box: {{kind: sftp, driver: ssh, config: {{host: 127.0.0.1, port: {port}, user: u, password: p}}, options: {{timeout: 120, host_key_check: false}}}}\n  \
+             mailer: {{kind: mail, driver: smtp, config: {{host: 127.0.0.1, port: {port}, from_addr: robot@aetherflow.test}}, options: {{timeout: 120}}}}\n\
              jobs:\n  \
              - id: q\n    steps:\n      - {{id: query, type: db_fetch_small, inputs: {{resource: db, sql: \"{slow}\"}}, timeout_seconds: 1}}\n  \
              - id: x\n    steps:\n      - {{id: exec, type: test_sql_exec, inputs: {{resource: db, statements: [\"CREATE TABLE t AS {slow}\"]}}, timeout_seconds: 1}}\n  \
              - id: h\n    steps:\n      - {{id: call, type: http_request, inputs: {{resource: api, path: /x}}, timeout_seconds: 1}}\n  \
+             - id: f\n    steps:\n      - {{id: list, type: sftp_list_files, inputs: {{resource: box, remote_dir: .}}, timeout_seconds: 1}}\n  \
+             - id: m\n    steps:\n      - {{id: mail, type: mail_send, inputs: {{resource: mailer, to: ops@example.org, subject: s, body: x}}, timeout_seconds: 1}}\n  \
              - id: after\n    steps:\n      - {{id: ok, type: test_sql_exec, inputs: {{resource: db, statements: [\"CREATE TABLE u(a)\", \"INSERT INTO u VALUES (1)\"]}}}}\n"
         );
     let t = test(&flow);
@@ -245,7 +250,7 @@ fn blocked_connector_calls_end_at_the_step_deadline() {
     let out = t.run_args(&["run", "flow.yaml", "--run-id", "b1"]);
     out.status(1);
     let took = started.elapsed();
-    for step in ["query", "exec", "call"] {
+    for step in ["query", "exec", "call", "list", "mail"] {
         assert_eq!(
             step_end(&out, step)["error"],
             format!("step {step} timed out after 1s"),

@@ -8,6 +8,7 @@
 mod ssh;
 
 use std::path::Path;
+use std::time::Instant;
 
 use super::Connectors;
 use crate::sandbox::bindings::aetherflow::step::files::{
@@ -40,7 +41,14 @@ pub enum FileOut {
 
 impl Connectors {
     /// Run one file operation on resource `name` (grant and kind already checked).
-    pub fn files_op(&self, name: &str, op: FileOp<'_>) -> Result<FileOut, FilesError> {
+    /// Run `op` on the files resource `name`, waiting no later than `deadline` (the calling
+    /// step's).
+    pub fn files_op(
+        &self,
+        name: &str,
+        op: FileOp<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<FileOut, FilesError> {
         let unknown = || FilesError {
             kind: FilesErrorKind::UnknownResource,
             message: format!("Unknown resource: {name}"),
@@ -49,7 +57,7 @@ impl Connectors {
         match (r.kind.as_str(), r.driver.as_str()) {
             ("sftp", "ssh" | "paramiko") => {
                 let conn = self.cached(name, ssh::SftpConn::open, unknown)?;
-                conn.run(op)
+                conn.run(op, deadline)
             }
             _ => Err(FilesError {
                 kind: FilesErrorKind::Connection,

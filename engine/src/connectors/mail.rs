@@ -16,7 +16,7 @@
 //! QUIT). The password is handed only to the SMTP client and never appears in an error.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
 use lettre::message::header::ContentType;
@@ -401,7 +401,8 @@ fn failure(kind: MailErrorKind, stage: &'static str, e: lettre::transport::smtp:
     }
 }
 
-fn attempt(s: &SmtpSettings, p: &Prepared) -> Result<(), Failure> {
+/// One connection and send; `timeout` bounds the connection and every reply.
+fn attempt(s: &SmtpSettings, p: &Prepared, timeout: Duration) -> Result<(), Failure> {
     let hello = ClientId::default();
     let tls_params = |stage| {
         s.tls_parameters()
@@ -414,7 +415,7 @@ fn attempt(s: &SmtpSettings, p: &Prepared) -> Result<(), Failure> {
     };
     let mut conn = SmtpConnection::connect(
         (s.host.as_str(), s.port),
-        Some(s.timeout),
+        Some(timeout),
         &hello,
         wrapper.as_ref(),
         None,
@@ -459,11 +460,14 @@ fn attempt(s: &SmtpSettings, p: &Prepared) -> Result<(), Failure> {
 impl Connectors {
     /// Send one message through resource `name` (grant and kind already checked);
     /// `attachments` are the message's attachment paths, already confined to the workspace.
+    /// Send `msg`; no attempt or pause between attempts lasts past `deadline` (the calling
+    /// step's).
     pub fn mail_send(
         &self,
         name: &str,
         msg: Message,
         attachments: Vec<PathBuf>,
+        deadline: Option<Instant>,
     ) -> Result<(), MailError> {
         let settings = self.cached(
             name,
@@ -483,15 +487,25 @@ impl Connectors {
         )?;
         let s = settings.as_ref();
         let prepared = prepare(s, name, &msg, &attachments)?;
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut made = 0;
         loop {
+            if left().is_some_and(|l| l.is_zero()) {
+                return Err(err(
+                    MailErrorKind::Connection,
+                    format!(
+                        "SMTP send to mail resource `{name}` was stopped at the step's deadline"
+                    ),
+                ));
+            }
             made += 1;
-            match attempt(s, &prepared) {
+            let timeout = left().map_or(s.timeout, |l| s.timeout.min(l));
+            match attempt(s, &prepared, timeout) {
                 Ok(()) => return Ok(()),
                 Err(f) => {
                     if made < s.attempts && f.transient {
-                        let pause = 2u64.saturating_pow(made - 1).min(5);
-                        std::thread::sleep(Duration::from_secs(pause));
+                        let pause = Duration::from_secs(2u64.saturating_pow(made - 1).min(5));
+                        std::thread::sleep(left().map_or(pause, |l| pause.min(l)));
                         continue;
                     }
                     let hint = match (&f.certificate, &s.ca_bundle, f.kind) {

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 use wasmtime::component::{Resource, ResourceTable};
@@ -478,26 +479,43 @@ impl HostState {
         &mut self,
         resource: &str,
         local: Option<&str>,
-        op: impl FnOnce(&Connectors, Option<&Path>) -> Result<FileOut, files::FilesError>,
-    ) -> Result<FileOut, files::FilesError> {
+        op: impl FnOnce(
+            &Connectors,
+            Option<&Path>,
+            Option<Instant>,
+        ) -> Result<FileOut, files::FilesError>,
+    ) -> wasmtime::Result<Result<FileOut, files::FilesError>> {
         let Some(env) = self.step.as_ref() else {
-            return Err(files_refusal(Refusal::NotGranted(NO_STEP_ENV.into())));
+            return Ok(Err(files_refusal(Refusal::NotGranted(NO_STEP_ENV.into()))));
         };
-        env.check_grant(resource, crate::connectors::files::KINDS)
-            .map_err(files_refusal)?;
+        if let Err(r) = env.check_grant(resource, crate::connectors::files::KINDS) {
+            return Ok(Err(files_refusal(r)));
+        }
         let local = match local {
-            Some(p) => Some(env.confine(p).map_err(|message| files::FilesError {
-                kind: files::FilesErrorKind::OutsideWorkspace,
-                message,
-            })?),
+            Some(p) => match env.confine(p) {
+                Ok(p) => Some(p),
+                Err(message) => {
+                    return Ok(Err(files::FilesError {
+                        kind: files::FilesErrorKind::OutsideWorkspace,
+                        message,
+                    }))
+                }
+            },
             None => None,
         };
-        op(&env.connectors, local.as_deref())
+        let out = op(&env.connectors, local.as_deref(), self.deadline);
+        if out.is_err() {
+            // An operation that ended at the deadline fails the step as timed out.
+            self.check_deadline()?;
+        }
+        Ok(out)
     }
 }
 
-fn done(out: Result<FileOut, files::FilesError>) -> Result<(), files::FilesError> {
-    out.map(|_| ())
+fn done(
+    out: wasmtime::Result<Result<FileOut, files::FilesError>>,
+) -> wasmtime::Result<Result<(), files::FilesError>> {
+    Ok(out?.map(|_| ()))
 }
 
 impl files::Host for HostState {
@@ -506,9 +524,9 @@ impl files::Host for HostState {
         resource: String,
         dir: String,
     ) -> wasmtime::Result<Result<Vec<files::RemoteFileMeta>, files::FilesError>> {
-        let out = self.files_call(&resource, None, |c, _| {
-            c.files_op(&resource, FileOp::List { dir: &dir })
-        });
+        let out = self.files_call(&resource, None, |c, _, d| {
+            c.files_op(&resource, FileOp::List { dir: &dir }, d)
+        })?;
         Ok(out.map(|o| match o {
             FileOut::Listing(v) => v,
             _ => Vec::new(),
@@ -520,9 +538,9 @@ impl files::Host for HostState {
         resource: String,
         path: String,
     ) -> wasmtime::Result<Result<Vec<u8>, files::FilesError>> {
-        let out = self.files_call(&resource, None, |c, _| {
-            c.files_op(&resource, FileOp::ReadBytes { path: &path })
-        });
+        let out = self.files_call(&resource, None, |c, _, d| {
+            c.files_op(&resource, FileOp::ReadBytes { path: &path }, d)
+        })?;
         Ok(out.map(|o| match o {
             FileOut::Bytes(v) => v,
             _ => Vec::new(),
@@ -535,9 +553,9 @@ impl files::Host for HostState {
         path: String,
         data: Vec<u8>,
     ) -> wasmtime::Result<Result<(), files::FilesError>> {
-        Ok(done(self.files_call(&resource, None, |c, _| {
-            c.files_op(&resource, FileOp::WriteBytes { path: &path, data })
-        })))
+        done(self.files_call(&resource, None, |c, _, d| {
+            c.files_op(&resource, FileOp::WriteBytes { path: &path, data }, d)
+        }))
     }
 
     fn upload(
@@ -546,10 +564,8 @@ impl files::Host for HostState {
         local_path: String,
         remote_path: String,
     ) -> wasmtime::Result<Result<(), files::FilesError>> {
-        Ok(done(self.files_call(
-            &resource,
-            Some(&local_path),
-            |c, local| {
+        done(
+            self.files_call(&resource, Some(&local_path), |c, local, d| {
                 let local = local.expect("confined local path");
                 c.files_op(
                     &resource,
@@ -557,9 +573,10 @@ impl files::Host for HostState {
                         local,
                         remote: &remote_path,
                     },
+                    d,
                 )
-            },
-        )))
+            }),
+        )
     }
 
     fn download(
@@ -568,10 +585,8 @@ impl files::Host for HostState {
         remote_path: String,
         local_path: String,
     ) -> wasmtime::Result<Result<(), files::FilesError>> {
-        Ok(done(self.files_call(
-            &resource,
-            Some(&local_path),
-            |c, local| {
+        done(
+            self.files_call(&resource, Some(&local_path), |c, local, d| {
                 let local = local.expect("confined local path");
                 c.files_op(
                     &resource,
@@ -579,9 +594,10 @@ impl files::Host for HostState {
                         remote: &remote_path,
                         local,
                     },
+                    d,
                 )
-            },
-        )))
+            }),
+        )
     }
 
     fn delete(
@@ -590,15 +606,16 @@ impl files::Host for HostState {
         path: String,
         recursive: bool,
     ) -> wasmtime::Result<Result<(), files::FilesError>> {
-        Ok(done(self.files_call(&resource, None, |c, _| {
+        done(self.files_call(&resource, None, |c, _, d| {
             c.files_op(
                 &resource,
                 FileOp::Delete {
                     path: &path,
                     recursive,
                 },
+                d,
             )
-        })))
+        }))
     }
 
     fn mkdir(
@@ -607,15 +624,16 @@ impl files::Host for HostState {
         path: String,
         parents: bool,
     ) -> wasmtime::Result<Result<(), files::FilesError>> {
-        Ok(done(self.files_call(&resource, None, |c, _| {
+        done(self.files_call(&resource, None, |c, _, d| {
             c.files_op(
                 &resource,
                 FileOp::Mkdir {
                     path: &path,
                     parents,
                 },
+                d,
             )
-        })))
+        }))
     }
 }
 
@@ -643,7 +661,13 @@ impl mail::Host for HostState {
                 }
             }
         }
-        Ok(env.connectors.mail_send(&resource, msg, attachments))
+        let result = env
+            .connectors
+            .mail_send(&resource, msg, attachments, self.deadline);
+        if result.is_err() {
+            self.check_deadline()?;
+        }
+        Ok(result)
     }
 }
 

@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use ssh2::{
@@ -237,26 +237,36 @@ pub struct SftpConn {
 
 impl SftpConn {
     /// Parse the resource and connect (so that a resource that cannot connect is not cached).
+    /// The resource's settings; the session is opened by the first operation (within
+    /// that operation's deadline).
     pub fn open(r: &ResolvedResource) -> Result<SftpConn, FilesError> {
         let cfg = Config::from_resource(r)?;
-        let live = connect(&cfg)?;
         Ok(SftpConn {
             cfg,
-            live: Mutex::new(Some(live)),
+            live: Mutex::new(None),
         })
     }
 
-    pub fn run(&self, op: FileOp<'_>) -> Result<FileOut, FilesError> {
+    /// Run one operation. Every blocking SSH call in it waits no longer than `options.timeout`
+    /// and no later than `deadline` (the calling step's).
+    pub fn run(&self, op: FileOp<'_>, deadline: Option<Instant>) -> Result<FileOut, FilesError> {
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return Err(self.cfg.conn_err("stopped at the step's deadline".into()));
+        }
+        let wait = left.map_or(self.cfg.timeout, |l| self.cfg.timeout.min(l));
         let mut guard = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
-            *guard = Some(connect(&self.cfg)?);
+            *guard = Some(connect(&self.cfg, wait)?);
         }
         let live = guard.as_ref().expect("connected");
+        live.sess.set_timeout(millis(wait));
         let ops = Ops {
             cfg: &self.cfg,
             sftp: live.sftp.as_ref().expect("sftp channel"),
         };
         let out = ops.run(op);
+        live.sess.set_timeout(millis(self.cfg.timeout));
         if matches!(&out, Err(e) if matches!(e.kind, FilesErrorKind::Connection | FilesErrorKind::Io))
         {
             // The session may be broken (timeout, lost connection, a transfer cut off): open
@@ -267,9 +277,15 @@ impl SftpConn {
     }
 }
 
-fn connect(cfg: &Config) -> Result<Live, FilesError> {
+/// A libssh2 timeout (milliseconds; 0 would mean none, so at least 1).
+fn millis(d: Duration) -> u32 {
+    d.as_millis().clamp(1, u32::MAX as u128) as u32
+}
+
+/// Open a session; `timeout` bounds the TCP connect and every step of the handshake.
+fn connect(cfg: &Config, timeout: Duration) -> Result<Live, FilesError> {
     let target = cfg.target();
-    let secs = cfg.timeout.as_secs_f64();
+    let secs = timeout.as_secs_f64();
     let addrs: Vec<_> = (cfg.host.as_str(), cfg.port)
         .to_socket_addrs()
         .map_err(|e| cfg.conn_err(format!("cannot resolve host `{}`: {e}", cfg.host)))?
@@ -277,7 +293,7 @@ fn connect(cfg: &Config) -> Result<Live, FilesError> {
     let mut last = None;
     let mut tcp = None;
     for a in &addrs {
-        match TcpStream::connect_timeout(a, cfg.timeout) {
+        match TcpStream::connect_timeout(a, timeout) {
             Ok(s) => {
                 tcp = Some(s);
                 break;
@@ -294,7 +310,7 @@ fn connect(cfg: &Config) -> Result<Live, FilesError> {
     })?;
     let mut sess =
         Session::new().map_err(|e| cfg.conn_err(format!("cannot create an SSH session: {e}")))?;
-    sess.set_timeout(cfg.timeout.as_millis().min(u32::MAX as u128) as u32);
+    sess.set_timeout(millis(timeout));
     sess.set_tcp_stream(tcp);
     if cfg.host_key_check {
         prefer_known_key_types(cfg, &sess);
