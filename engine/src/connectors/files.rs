@@ -40,9 +40,8 @@ pub enum FileOut {
 }
 
 impl Connectors {
-    /// Run one file operation on resource `name` (grant and kind already checked).
-    /// Run `op` on the files resource `name`, waiting no later than `deadline` (the calling
-    /// step's).
+    /// Run one file operation on resource `name` (grant and kind already checked), waiting
+    /// no later than `deadline` (the calling step's).
     pub fn files_op(
         &self,
         name: &str,

@@ -454,10 +454,9 @@ impl Client {
         };
         let shown = format!("{method} {}", display_url(&url));
 
-        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut attempt = 0u32;
         loop {
-            if left().is_some_and(|l| l.is_zero()) {
+            if super::past(deadline) {
                 return Err(err(
                     HttpErrorKind::Timeout,
                     format!(
@@ -472,7 +471,7 @@ impl Client {
                 &headers,
                 req.body.as_deref(),
                 timeout,
-                left(),
+                super::time_left(deadline),
             );
             attempt += 1;
             let last = attempt >= self.attempts;
@@ -512,8 +511,7 @@ impl Client {
                 }
                 Err(_) => {}
             }
-            let pause = backoff(attempt - 1);
-            std::thread::sleep(left().map_or(pause, |l| pause.min(l)));
+            std::thread::sleep(super::within(backoff(attempt - 1), deadline));
         }
     }
 

@@ -460,8 +460,7 @@ fn attempt(s: &SmtpSettings, p: &Prepared, timeout: Duration) -> Result<(), Fail
 impl Connectors {
     /// Send one message through resource `name` (grant and kind already checked);
     /// `attachments` are the message's attachment paths, already confined to the workspace.
-    /// Send `msg`; no attempt or pause between attempts lasts past `deadline` (the calling
-    /// step's).
+    /// No attempt or pause between attempts lasts past `deadline` (the calling step's).
     pub fn mail_send(
         &self,
         name: &str,
@@ -487,10 +486,9 @@ impl Connectors {
         )?;
         let s = settings.as_ref();
         let prepared = prepare(s, name, &msg, &attachments)?;
-        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut made = 0;
         loop {
-            if left().is_some_and(|l| l.is_zero()) {
+            if super::past(deadline) {
                 return Err(err(
                     MailErrorKind::Connection,
                     format!(
@@ -499,13 +497,12 @@ impl Connectors {
                 ));
             }
             made += 1;
-            let timeout = left().map_or(s.timeout, |l| s.timeout.min(l));
-            match attempt(s, &prepared, timeout) {
+            match attempt(s, &prepared, super::within(s.timeout, deadline)) {
                 Ok(()) => return Ok(()),
                 Err(f) => {
                     if made < s.attempts && f.transient {
                         let pause = Duration::from_secs(2u64.saturating_pow(made - 1).min(5));
-                        std::thread::sleep(left().map_or(pause, |l| pause.min(l)));
+                        std::thread::sleep(super::within(pause, deadline));
                         continue;
                     }
                     let hint = match (&f.certificate, &s.ca_bundle, f.kind) {

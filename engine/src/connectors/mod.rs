@@ -13,7 +13,7 @@ pub mod tls;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -81,6 +81,21 @@ const SQL_DRIVERS: &[&str] = &["db:postgres", "db:postgresql", "db:sqlite", "db:
 enum SqlBackend {
     Sqlite(Arc<sqlite::Pool>),
     Postgres(Arc<postgres::Postgres>),
+}
+
+/// What is left before a step's `deadline` (`None`: the call has no deadline).
+pub fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|d| d.saturating_duration_since(Instant::now()))
+}
+
+/// A wait of `d`, cut to what is left before `deadline`.
+pub fn within(d: Duration, deadline: Option<Instant>) -> Duration {
+    time_left(deadline).map_or(d, |left| d.min(left))
+}
+
+/// Whether `deadline` has passed.
+pub fn past(deadline: Option<Instant>) -> bool {
+    time_left(deadline).is_some_and(|left| left.is_zero())
 }
 
 impl Connectors {

@@ -361,10 +361,7 @@ impl sql::Host for HostState {
             .sql_query(&resource, &statement, &params, self.deadline)
         {
             Ok(cursor) => Ok(Ok(self.table.push(cursor)?)),
-            Err(e) => {
-                self.check_deadline()?;
-                Ok(Err(e))
-            }
+            Err(e) => self.connector_result(Err(e)),
         }
     }
 
@@ -380,13 +377,12 @@ impl sql::Host for HostState {
         if let Err(r) = env.check_grant(&resource, &["db"]) {
             return Ok(Err(sql_refusal(r)));
         }
-        let result = env
-            .connectors
-            .sql_execute(&resource, &statement, &params, self.deadline);
-        if result.is_err() {
-            self.check_deadline()?;
-        }
-        Ok(result)
+        self.connector_result(env.connectors.sql_execute(
+            &resource,
+            &statement,
+            &params,
+            self.deadline,
+        ))
     }
 }
 
@@ -402,10 +398,7 @@ impl sql::HostCursor for HostState {
     ) -> wasmtime::Result<Result<Vec<Vec<sql::Cell>>, sql::SqlError>> {
         let max = (max_rows as usize).clamp(1, MAX_BATCH_ROWS);
         let result = self.table.get_mut(&cursor)?.next_batch(max);
-        if result.is_err() {
-            self.check_deadline()?;
-        }
-        Ok(result)
+        self.connector_result(result)
     }
 
     fn next_packed(
@@ -415,10 +408,7 @@ impl sql::HostCursor for HostState {
     ) -> wasmtime::Result<Result<sql::PackedRows, sql::SqlError>> {
         let max = (max_rows as usize).clamp(1, MAX_BATCH_ROWS);
         let result = self.table.get_mut(&cursor)?.next_packed(max);
-        if result.is_err() {
-            self.check_deadline()?;
-        }
-        Ok(result)
+        self.connector_result(result)
     }
 
     fn drop(&mut self, cursor: Resource<SqlCursor>) -> wasmtime::Result<()> {
@@ -449,10 +439,7 @@ impl http::Host for HostState {
                     .collect(),
                 body: self.table.push(resp.body)?,
             })),
-            Err(e) => {
-                self.check_deadline()?;
-                Ok(Err(e))
-            }
+            Err(e) => self.connector_result(Err(e)),
         }
     }
 }
@@ -474,6 +461,15 @@ impl http::HostIncomingBody for HostState {
 }
 
 impl HostState {
+    /// A connector call's result. An error that came back once the step's deadline had
+    /// passed (the call was cut off by it) fails the step as timed out instead.
+    fn connector_result<T, E>(&self, r: Result<T, E>) -> wasmtime::Result<Result<T, E>> {
+        if r.is_err() {
+            self.check_deadline()?;
+        }
+        Ok(r)
+    }
+
     /// Grant check and workspace confinement shared by the `files` functions.
     fn files_call(
         &mut self,
@@ -504,11 +500,7 @@ impl HostState {
             None => None,
         };
         let out = op(&env.connectors, local.as_deref(), self.deadline);
-        if out.is_err() {
-            // An operation that ended at the deadline fails the step as timed out.
-            self.check_deadline()?;
-        }
-        Ok(out)
+        self.connector_result(out)
     }
 }
 
@@ -661,13 +653,10 @@ impl mail::Host for HostState {
                 }
             }
         }
-        let result = env
-            .connectors
-            .mail_send(&resource, msg, attachments, self.deadline);
-        if result.is_err() {
-            self.check_deadline()?;
-        }
-        Ok(result)
+        self.connector_result(
+            env.connectors
+                .mail_send(&resource, msg, attachments, self.deadline),
+        )
     }
 }
 

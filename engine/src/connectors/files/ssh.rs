@@ -236,9 +236,8 @@ pub struct SftpConn {
 }
 
 impl SftpConn {
-    /// Parse the resource and connect (so that a resource that cannot connect is not cached).
-    /// The resource's settings; the session is opened by the first operation (within
-    /// that operation's deadline).
+    /// Parse the resource; the session is opened by the first operation (within that
+    /// operation's deadline).
     pub fn open(r: &ResolvedResource) -> Result<SftpConn, FilesError> {
         let cfg = Config::from_resource(r)?;
         Ok(SftpConn {
@@ -250,11 +249,10 @@ impl SftpConn {
     /// Run one operation. Every blocking SSH call in it waits no longer than `options.timeout`
     /// and no later than `deadline` (the calling step's).
     pub fn run(&self, op: FileOp<'_>, deadline: Option<Instant>) -> Result<FileOut, FilesError> {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if left.is_some_and(|l| l.is_zero()) {
+        if crate::connectors::past(deadline) {
             return Err(self.cfg.conn_err("stopped at the step's deadline".into()));
         }
-        let wait = left.map_or(self.cfg.timeout, |l| self.cfg.timeout.min(l));
+        let wait = crate::connectors::within(self.cfg.timeout, deadline);
         let mut guard = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
             *guard = Some(connect(&self.cfg, wait)?);
