@@ -471,7 +471,7 @@ impl Client {
                 &headers,
                 req.body.as_deref(),
                 timeout,
-                super::time_left(deadline),
+                deadline,
             );
             attempt += 1;
             let last = attempt >= self.attempts;
@@ -522,7 +522,7 @@ impl Client {
         headers: &[(String, String)],
         body: Option<&[u8]>,
         timeout: Duration,
-        left: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let mut b = ureq::http::Request::builder()
             .method(method)
@@ -531,8 +531,8 @@ impl Client {
             b = b.header(k.as_str(), v.as_str());
         }
         match body {
-            None => self.run(b.body(()).map_err(ureq::Error::Http)?, timeout, left),
-            Some(bytes) => self.run(b.body(bytes).map_err(ureq::Error::Http)?, timeout, left),
+            None => self.run(b.body(()).map_err(ureq::Error::Http)?, timeout, deadline),
+            Some(bytes) => self.run(b.body(bytes).map_err(ureq::Error::Http)?, timeout, deadline),
         }
     }
 
@@ -542,9 +542,9 @@ impl Client {
         &self,
         r: ureq::http::Request<S>,
         timeout: Duration,
-        left: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
-        let t = Some(left.map_or(timeout, |l| timeout.min(l)));
+        let t = Some(super::within(timeout, deadline));
         let r = self
             .agent
             .configure_request(r)
@@ -554,7 +554,7 @@ impl Client {
             .timeout_per_read(t)
             .timeout_per_write(t)
             // The step's deadline also bounds the whole exchange (a slow trickle of bytes).
-            .timeout_global(left)
+            .timeout_global(deadline.map(|_| super::within(Duration::MAX, deadline)))
             .build();
         self.agent.run(r)
     }

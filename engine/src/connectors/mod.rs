@@ -88,10 +88,16 @@ pub fn time_left(deadline: Option<Instant>) -> Option<Duration> {
     deadline.map(|d| d.saturating_duration_since(Instant::now()))
 }
 
-/// A wait of `d`, cut to what is left before `deadline`.
+/// A wait of `d`, cut so that it ends just after `deadline`. The slack matters: a wait cut
+/// to exactly what is left may end a moment early (libraries round timeouts down to whole
+/// milliseconds), and the call's error would then reach the step as its own instead of
+/// failing it as timed out (see `HostState::connector_result`).
 pub fn within(d: Duration, deadline: Option<Instant>) -> Duration {
-    time_left(deadline).map_or(d, |left| d.min(left))
+    time_left(deadline).map_or(d, |left| d.min(left + DEADLINE_SLACK))
 }
+
+/// How far past the deadline a cut wait may end.
+const DEADLINE_SLACK: Duration = Duration::from_millis(20);
 
 /// Whether `deadline` has passed.
 pub fn past(deadline: Option<Instant>) -> bool {

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::sandbox::bindings::aetherflow::step::sql::{
     Cell, Column, PackedRows, SqlError, SqlErrorKind,
@@ -329,8 +329,8 @@ enum Wait {
 fn recv_by<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<T, Wait> {
     match deadline {
         None => rx.recv().map_err(|_| Wait::Closed),
-        Some(d) => rx
-            .recv_timeout(d.saturating_duration_since(Instant::now()))
+        Some(_) => rx
+            .recv_timeout(super::within(Duration::MAX, deadline))
             .map_err(|e| match e {
                 RecvTimeoutError::Timeout => Wait::Deadline,
                 RecvTimeoutError::Disconnected => Wait::Closed,
