@@ -39,6 +39,42 @@ fn a_trapping_step_fails_cleanly_and_the_next_run_works() {
 }
 
 #[test]
+fn the_host_checks_required_inputs_for_steps_in_any_language() {
+    // check_items (SDK) requires `items`; test_raw_outputs (hand-written, no SDK) requires
+    // `outputs`. Neither guest checks: the host does, from `describe`, before the attempt.
+    let flow = header("req")
+        + "jobs:\n  - id: sdk\n    steps:\n      - {id: c, type: check_items, inputs: {min_count: 1}}\n  - id: raw\n    steps:\n      - {id: r, type: test_raw_outputs, inputs: {other: 1}}\n  - id: fine\n    steps:\n      - {id: n, type: check_items, inputs: {items: null}}\n";
+    let t = Test::new()
+        .flow(&flow)
+        .env("AETHERFLOW_PLUGIN_PATHS", fx::RAW_OUTPUTS);
+    let out = t.run_args(&["run", "flow.yaml", "--run-id", "q1"]);
+    out.status(1);
+    let error = |id: &str| {
+        let end = out
+            .named("step_end")
+            .into_iter()
+            .find(|e| e["step_id"] == id)
+            .unwrap();
+        (end["status"].clone(), end["error"].clone())
+    };
+    assert_eq!(
+        error("c"),
+        ("FAILED".into(), "Step c missing inputs: ['items']".into())
+    );
+    assert_eq!(
+        error("r"),
+        ("FAILED".into(), "Step r missing inputs: ['outputs']".into())
+    );
+    // A null value counts as present (as in the reference); the step itself then refuses it.
+    let (status, err) = error("n");
+    assert_eq!(status, "FAILED");
+    assert_eq!(
+        err,
+        "check_items expects 'items' to be a list or a comma-separated string"
+    );
+}
+
+#[test]
 fn a_step_over_its_deadline_is_interrupted() {
     let flow = header("spin")
         + "jobs:\n  - id: j\n    steps:\n      - {id: spin, type: test_spin, inputs: {}, timeout_seconds: 1}\n  - id: after\n    steps:\n      - {id: c, type: check_items, inputs: {items: [1]}}\n";

@@ -422,6 +422,12 @@ impl Sandbox {
             kind: FailureKind::Host,
             message,
         };
+        if let Some(message) = missing_inputs(&ctx.step_id, &step.info.input_schema, inputs) {
+            return Err(StepFailure {
+                kind: FailureKind::StepError,
+                message,
+            });
+        }
         let stdout = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
         let stderr = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
         let wasi = build_wasi(
@@ -611,6 +617,33 @@ pub fn fmt_bytes(n: u64) -> String {
         }
     }
     format!("{n} bytes")
+}
+
+/// The inputs the schema's `required` list names that `inputs` lacks, as the reference
+/// reports them: `Step <id> missing inputs: ['a', 'b']` (sorted; a `null` value counts as
+/// present). Checked here, from `describe`, for steps in every language, before the
+/// attempt gets a sandbox.
+fn missing_inputs(step_id: &str, schema: &Value, inputs: &Value) -> Option<String> {
+    let required = schema.get("required")?.as_array()?;
+    let given = inputs.as_object()?;
+    let mut missing: Vec<&str> = required
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|k| !given.contains_key(*k))
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    missing.sort_unstable();
+    missing.dedup();
+    let list: Vec<String> = missing
+        .iter()
+        .map(|m| aetherflow_template::py_str_repr(m))
+        .collect();
+    Some(format!(
+        "Step {step_id} missing inputs: [{}]",
+        list.join(", ")
+    ))
 }
 
 fn build_wasi(
@@ -819,6 +852,19 @@ impl HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_inputs_are_listed_sorted_and_quoted_like_python() {
+        let schema = serde_json::json!({"required": ["table", "items", "it's"]});
+        let inputs = serde_json::json!({"table": null, "other": 1});
+        assert_eq!(
+            missing_inputs("s1", &schema, &inputs).as_deref(),
+            Some("Step s1 missing inputs: [\"it's\", 'items']")
+        );
+        let all = serde_json::json!({"table": 1, "items": [], "it's": ""});
+        assert_eq!(missing_inputs("s1", &schema, &all), None);
+        assert_eq!(missing_inputs("s1", &serde_json::json!({}), &inputs), None);
+    }
 
     #[test]
     fn byte_counts_read_well_and_never_hide_an_overrun() {

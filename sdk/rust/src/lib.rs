@@ -347,33 +347,17 @@ pub mod __private {
         }
     }
 
-    /// Presence check of the schema's `required` inputs (as the reference does: a `null`
-    /// value counts as present), then serde deserialisation into the typed inputs.
-    fn parse_inputs<S: Step>(ctx: &Context, raw: &str) -> Result<S::Inputs, Error> {
-        let value: Value = serde_json::from_str(raw)
-            .map_err(|e| Error::invalid_input(format!("inputs are not valid JSON: {e}")))?;
-        let schema = S::info().input_schema;
-        if let (Some(required), Some(obj)) = (
-            schema.get("required").and_then(Value::as_array),
-            value.as_object(),
-        ) {
-            let mut missing: Vec<&str> = required
-                .iter()
-                .filter_map(Value::as_str)
-                .filter(|k| !obj.contains_key(*k))
-                .collect();
-            if !missing.is_empty() {
-                missing.sort_unstable();
-                let list: Vec<String> = missing.iter().map(|m| pyfmt::py_quote(m)).collect();
-                return Err(Error::invalid_input(format!(
-                    "Step {} missing inputs: [{}]",
-                    ctx.step_id,
-                    list.join(", ")
-                )));
-            }
-        }
-        serde_json::from_value(value).map_err(|e| {
-            Error::invalid_input(format!("Step {} has invalid inputs: {e}", ctx.step_id))
+    /// Serde deserialisation of the inputs straight from the host's JSON. The host has
+    /// already checked that every input the schema's `required` list names is present (it
+    /// does that for steps in any language, from `describe`), so no schema is built here.
+    pub(crate) fn parse_inputs<S: Step>(ctx: &Context, raw: &str) -> Result<S::Inputs, Error> {
+        serde_json::from_str(raw).map_err(|e| {
+            // The position inside the one-line JSON the host sent means nothing to the
+            // flow's author.
+            let text = e.to_string();
+            let at = format!(" at line {} column {}", e.line(), e.column());
+            let text = text.strip_suffix(&at).unwrap_or(&text);
+            Error::invalid_input(format!("Step {} has invalid inputs: {text}", ctx.step_id))
         })
     }
 }
@@ -406,6 +390,36 @@ mod tests {
         assert_eq!(
             ctx().resolve_path("../scratch/x").unwrap(),
             PathBuf::from("/w/f/j/r/scratch/x")
+        );
+    }
+
+    #[test]
+    fn invalid_inputs_name_the_step_and_not_a_json_position() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Inputs {
+            count: u32,
+        }
+        struct S;
+        impl Step for S {
+            type Inputs = Inputs;
+            fn info() -> Info {
+                Info::new("s", "0")
+            }
+            fn run(_: &Context, _: Inputs) -> Result<Outcome, Error> {
+                Outcome::success(json!({}))
+            }
+        }
+        let e = __private::parse_inputs::<S>(&ctx(), r#"{"count": "x"}"#).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Step s has invalid inputs: invalid type: string \"x\", expected u32"
+        );
+        assert_eq!(
+            __private::parse_inputs::<S>(&ctx(), r#"{"count": 3, "other": 1}"#)
+                .unwrap()
+                .count,
+            3
         );
     }
 

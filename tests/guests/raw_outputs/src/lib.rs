@@ -14,7 +14,8 @@ impl Guest for Raw {
             name: "test_raw_outputs".into(),
             version: "0.1.0".into(),
             description: "returns its `outputs` input verbatim as the outputs text".into(),
-            input_schema: "{\"type\": \"object\"}".into(),
+            // `outputs` is required: the host, not this hand-written guest, checks that.
+            input_schema: "{\"type\": \"object\", \"required\": [\"outputs\"]}".into(),
             capabilities: Vec::new(),
         }
     }
