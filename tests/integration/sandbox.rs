@@ -75,6 +75,25 @@ fn the_host_checks_required_inputs_for_steps_in_any_language() {
 }
 
 #[test]
+fn a_workspace_removed_and_made_again_between_steps_is_the_one_the_next_step_sees() {
+    // The engine opens a job's workspace once for all its attempts: an OS command that
+    // removes it and makes it again must not leave the next step writing into the old one.
+    let ws = "{ROOT}/work/rw/j/w1";
+    let flow = header("rw")
+        + &format!(
+            "jobs:\n  - id: j\n    steps:\n      - {{id: a, type: test_hostile, inputs: {{attack: write, path: \"{ws}/before.txt\"}}}}\n      - {{id: b, type: external.process, inputs: {{command: [sh, -c, \"rm -rf {ws} && mkdir {ws}\"]}}}}\n      - {{id: c, type: test_hostile, inputs: {{attack: write, path: \"{ws}/after.txt\"}}}}\n"
+        );
+    let t = Test::new()
+        .flow(&flow)
+        .env("AETHERFLOW_PLUGIN_PATHS", fx::HOSTILE);
+    t.run_args(&["run", "flow.yaml", "--run-id", "w1"])
+        .status(0);
+    let dir = t.root().join("work/rw/j/w1");
+    assert!(!dir.join("before.txt").exists());
+    assert_eq!(std::fs::read(dir.join("after.txt")).unwrap(), b"escaped");
+}
+
+#[test]
 fn a_step_over_its_deadline_is_interrupted() {
     let flow = header("spin")
         + "jobs:\n  - id: j\n    steps:\n      - {id: spin, type: test_spin, inputs: {}, timeout_seconds: 1}\n  - id: after\n    steps:\n      - {id: c, type: check_items, inputs: {items: [1]}}\n";

@@ -15,13 +15,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
@@ -211,6 +212,19 @@ pub struct Sandbox {
     /// Where finished stores go to be torn down (see [`Sandbox::retire`]); `None` when no
     /// thread could be started.
     reaper: OnceLock<Option<SyncSender<Store<HostState>>>>,
+    /// The last job workspace's preopen, shared by the attempts that run in it (see
+    /// [`Sandbox::workspace_fs`]).
+    workspace: Mutex<Option<WorkspacePreopen>>,
+}
+
+/// A workspace directory opened once for every attempt in it: the WASI filesystem context
+/// holding its preopen (an `Arc` of one directory handle; wasmtime-wasi never reads or
+/// moves that handle's position: listing a directory opens `.` anew), and a second handle
+/// to tell whether the directory was removed since.
+struct WorkspacePreopen {
+    path: PathBuf,
+    fs: WasiFilesystemCtx,
+    probe: std::fs::File,
 }
 
 /// Finished stores waiting for the reaper thread at most.
@@ -256,6 +270,7 @@ impl Sandbox {
             cache,
             stop_ticker,
             reaper: OnceLock::new(),
+            workspace: Mutex::new(None),
         })
     }
 
@@ -400,6 +415,34 @@ impl Sandbox {
         }
     }
 
+    /// The WASI filesystem context with the workspace preopened read-write at its own
+    /// path. Opening a directory by path costs a path walk and a file per attempt; the
+    /// workspace is the same for every attempt of a job, so its handle is opened once and
+    /// shared. It is opened again when the path changes or the directory was removed (a
+    /// removed directory has no links left; `fstat` on the kept handle tells, without a
+    /// path walk).
+    fn workspace_fs(&self, workspace: &Path) -> Result<WasiFilesystemCtx, String> {
+        use std::os::unix::fs::MetadataExt;
+        let mut cached = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = cached.as_ref() {
+            if w.path == workspace && w.probe.metadata().is_ok_and(|m| m.nlink() > 0) {
+                return Ok(w.fs.clone());
+            }
+        }
+        *cached = None;
+        let mut b = WasiCtxBuilder::new();
+        b.preopened_dir(workspace, path_str(workspace), FsPerms::ReadWrite)
+            .map_err(|e| format!("{e:#}"))?;
+        let fs = b.build().filesystem().clone();
+        let probe = std::fs::File::open(workspace).map_err(|e| format!("{e}"))?;
+        *cached = Some(WorkspacePreopen {
+            path: workspace.to_path_buf(),
+            fs: fs.clone(),
+            probe,
+        });
+        Ok(fs)
+    }
+
     fn store(&self, state: HostState) -> Store<HostState> {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -431,6 +474,7 @@ impl Sandbox {
         let stdout = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
         let stderr = MemoryOutputPipe::new(STDIO_CAPTURE_BYTES);
         let wasi = build_wasi(
+            self,
             &ctx.workspace,
             &caps.mounts,
             repro,
@@ -647,6 +691,7 @@ fn missing_inputs(step_id: &str, schema: &Value, inputs: &Value) -> Option<Strin
 }
 
 fn build_wasi(
+    sandbox: &Sandbox,
     workspace: &Path,
     mounts: &[Mount],
     repro: &Reproducibility,
@@ -658,7 +703,14 @@ fn build_wasi(
     b.allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false);
+    determinism::apply(&mut b, repro);
     // The workspace is visible at its own absolute path, so guest and host paths agree.
+    if mounts.is_empty() {
+        let fs = sandbox.workspace_fs(workspace)?;
+        let mut wasi = b.build();
+        *wasi.filesystem() = fs;
+        return Ok(wasi);
+    }
     b.preopened_dir(workspace, path_str(workspace), FsPerms::ReadWrite)
         .map_err(|e| format!("{e:#}"))?;
     for m in mounts {
@@ -675,7 +727,6 @@ fn build_wasi(
             )
         })?;
     }
-    determinism::apply(&mut b, repro);
     Ok(b.build())
 }
 
