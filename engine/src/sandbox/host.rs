@@ -57,6 +57,8 @@ impl WasiView for HostState {
 pub struct MemLimiter {
     max: usize,
     pub exceeded: Option<usize>,
+    /// The largest linear memory granted, in bytes.
+    pub granted: usize,
 }
 
 impl MemLimiter {
@@ -64,6 +66,7 @@ impl MemLimiter {
         MemLimiter {
             max,
             exceeded: None,
+            granted: 0,
         }
     }
 }
@@ -79,6 +82,7 @@ impl ResourceLimiter for MemLimiter {
             self.exceeded = Some(desired);
             return Ok(false);
         }
+        self.granted = self.granted.max(desired);
         Ok(true)
     }
 

@@ -211,7 +211,9 @@ pub struct Sandbox {
     stop_ticker: Arc<AtomicBool>,
     /// Where finished stores go to be torn down (see [`Sandbox::retire`]); `None` when no
     /// thread could be started.
-    reaper: OnceLock<Option<SyncSender<Store<HostState>>>>,
+    reaper: OnceLock<Option<SyncSender<Vec<Store<HostState>>>>>,
+    /// Finished stores not yet handed to the reaper (fewer than [`REAPER_BATCH`]).
+    retiring: Mutex<Vec<Store<HostState>>>,
     /// The last job workspace's preopen, shared by the attempts that run in it (see
     /// [`Sandbox::workspace_fs`]).
     workspace: Mutex<Option<WorkspacePreopen>>,
@@ -227,8 +229,16 @@ struct WorkspacePreopen {
     probe: std::fs::File,
 }
 
-/// Finished stores waiting for the reaper thread at most.
-const REAPER_QUEUE: usize = 2;
+/// Finished stores handed to the reaper thread together: waking a thread costs more than
+/// a small step's teardown, so it is woken once per batch.
+const REAPER_BATCH: usize = 4;
+/// Batches waiting for the reaper thread at most. With the batch being gathered and the one
+/// being torn down, at most `REAPER_BATCH * (REAPER_QUEUE + 2) - 1` finished stores hold
+/// pool slots; the pool has room for them and the live ones (`engine_config`).
+const REAPER_QUEUE: usize = 1;
+/// A store whose linear memory grew past this goes to the reaper at once, with the batch
+/// gathered so far, instead of keeping its memory until the batch is full.
+const REAPER_PROMPT_BYTES: usize = 16 << 20;
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
@@ -270,6 +280,7 @@ impl Sandbox {
             cache,
             stop_ticker,
             reaper: OnceLock::new(),
+            retiring: Mutex::new(Vec::new()),
             workspace: Mutex::new(None),
         })
     }
@@ -393,14 +404,24 @@ impl Sandbox {
     /// End an attempt's store. Its host side (connections and cursors, files the guest
     /// opened, the step's log) ends here and now, in order. What is left is wasmtime's
     /// teardown, mostly resetting the instance's memory for its pool slot: that runs on a
-    /// reaper thread, so the next step need not wait for it. The queue is short and
-    /// `send` blocks when it is full, so pool slots cannot run out.
+    /// reaper thread, so the next step need not wait for it, in batches of
+    /// [`REAPER_BATCH`]. The queue is short and `send` blocks when it is full, so pool
+    /// slots cannot run out.
     fn retire(&self, mut store: Store<HostState>) {
         let state = store.data_mut();
         drop(state.step.take());
         drop(std::mem::take(&mut state.table));
+        let prompt = state.limiter.granted > REAPER_PROMPT_BYTES;
+        let batch = {
+            let mut retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
+            retiring.push(store);
+            if retiring.len() < REAPER_BATCH && !prompt {
+                return;
+            }
+            std::mem::take(&mut *retiring)
+        };
         let reaper = self.reaper.get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Store<HostState>>(REAPER_QUEUE);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Store<HostState>>>(REAPER_QUEUE);
             let spawned = std::thread::Builder::new()
                 .name("aetherflow-reaper".into())
                 .spawn(move || rx.into_iter().for_each(drop));
@@ -408,10 +429,10 @@ impl Sandbox {
         });
         match reaper {
             Some(tx) => {
-                // Only fails when the reaper is gone: then the store ends here.
-                let _ = tx.send(store);
+                // Only fails when the reaper is gone: then the stores end here.
+                let _ = tx.send(batch);
             }
-            None => drop(store),
+            None => drop(batch),
         }
     }
 
@@ -903,6 +924,28 @@ impl HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finished_stores_go_to_the_reaper_in_batches_or_at_once_when_large() {
+        let sandbox = Sandbox::new(None).unwrap();
+        let finished = |granted: usize| {
+            let mut state = HostState::new(WasiCtxBuilder::new().build(), 1 << 30, None);
+            state.limiter.granted = granted;
+            sandbox.store(state)
+        };
+        let waiting = || sandbox.retiring.lock().unwrap().len();
+        for n in 1..REAPER_BATCH {
+            sandbox.retire(finished(1 << 20));
+            assert_eq!(waiting(), n);
+        }
+        sandbox.retire(finished(1 << 20));
+        assert_eq!(waiting(), 0, "a full batch is handed over");
+        sandbox.retire(finished(1 << 20));
+        assert_eq!(waiting(), 1);
+        // A large store does not keep its memory while a batch fills up.
+        sandbox.retire(finished(REAPER_PROMPT_BYTES + 1));
+        assert_eq!(waiting(), 0);
+    }
 
     #[test]
     fn missing_inputs_are_listed_sorted_and_quoted_like_python() {
