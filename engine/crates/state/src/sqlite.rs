@@ -410,6 +410,9 @@ impl SqliteStore {
         }
     }
 
+    /// The start of an attempt. The first attempt of a step is a plain insert; only when
+    /// the row exists (a retry, a resumed run) does it take the upsert that counts the
+    /// attempt and the lookup that reads the count back.
     fn tx_step_started(
         &self,
         tx: &Connection,
@@ -418,6 +421,29 @@ impl SqliteStore {
         started_at_ms: i64,
         now: i64,
     ) -> Result<u32, TxError> {
+        let first = tx
+            .prepare_cached(
+                "INSERT INTO step_runs(flow_id, run_id, job_id, step_id, seq, step_type,
+                                       status, attempts, started_at_ms, updated_at_ms)
+                 VALUES(?1, ?2, ?3, ?4, ?9, ?5, ?6, 1, ?7, ?8)",
+            )?
+            .execute(params![
+                key.flow_id,
+                key.run_id,
+                key.job_id,
+                key.step_id,
+                step_type,
+                StepStatus::Running,
+                started_at_ms,
+                now,
+                self.next_seq()
+            ]);
+        match first {
+            Ok(_) => return Ok(1),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation => {}
+            Err(e) => return Err(e.into()),
+        }
         tx.prepare_cached(
             "INSERT INTO step_runs(flow_id, run_id, job_id, step_id, seq, step_type,
                                        status, attempts, started_at_ms, updated_at_ms)
@@ -461,6 +487,8 @@ impl SqliteStore {
         Ok(attempts)
     }
 
+    /// The end of an attempt: an update of the row its start wrote, or an insert when
+    /// there is none (a step recorded only as it ends, e.g. skipped by a short-circuit).
     fn tx_step_finished(
         &self,
         tx: &Connection,
@@ -469,21 +497,34 @@ impl SqliteStore {
         outputs: Option<&str>,
         now: i64,
     ) -> Result<(), TxError> {
+        let updated = tx
+            .prepare_cached(
+                "UPDATE step_runs SET status = ?5, ended_at_ms = ?6, duration_ms = ?7,
+                                      outputs_json = ?8, reason = ?9, error = ?10,
+                                      updated_at_ms = ?11
+                 WHERE flow_id = ?1 AND run_id = ?2 AND job_id = ?3 AND step_id = ?4",
+            )?
+            .execute(params![
+                key.flow_id,
+                key.run_id,
+                key.job_id,
+                key.step_id,
+                end.status,
+                end.ended_at_ms,
+                end.duration_ms,
+                outputs,
+                end.reason,
+                end.error,
+                now,
+            ])?;
+        if updated > 0 {
+            return Ok(());
+        }
         tx.prepare_cached(
             "INSERT INTO step_runs(flow_id, run_id, job_id, step_id, seq, step_type, status,
                                    attempts, ended_at_ms, duration_ms, outputs_json, reason,
                                    error, updated_at_ms)
-             VALUES(?1, ?2, ?3, ?4,
-?12,
-                    NULL, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT(flow_id, run_id, job_id, step_id) DO UPDATE SET
-                 status = excluded.status,
-                 ended_at_ms = excluded.ended_at_ms,
-                 duration_ms = excluded.duration_ms,
-                 outputs_json = excluded.outputs_json,
-                 reason = excluded.reason,
-                 error = excluded.error,
-                 updated_at_ms = excluded.updated_at_ms",
+             VALUES(?1, ?2, ?3, ?4, ?12, NULL, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             key.flow_id,
