@@ -17,6 +17,7 @@
 //! [`StateStore`] trait.
 
 mod sqlite;
+mod vfs;
 
 use std::path::PathBuf;
 

@@ -49,7 +49,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Type, ValueRef};
-use rusqlite::{params, Connection, OptionalExtension, Row, ToSql, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, ToSql, TransactionBehavior};
 
 use crate::{
     Durability, JobDetail, JobKey, JobRecord, JobStatus, Lease, Result, RunDetail, RunRecord,
@@ -336,7 +336,12 @@ impl SqliteStore {
             let path = path.clone();
             move |source| StateError::Sqlite { path, op, source }
         };
-        let conn = Connection::open(&path).map_err(sql("open"))?;
+        // SQLite's unix VFS writing each WAL frame with one call (see `vfs`).
+        let conn = match crate::vfs::name() {
+            Some(vfs) => Connection::open_with_flags_and_vfs(&path, OpenFlags::default(), vfs),
+            None => Connection::open(&path),
+        }
+        .map_err(sql("open"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(sql("set busy timeout"))?;
         // Every statement of the store stays prepared: re-parsing SQL showed up in profiles
