@@ -169,7 +169,7 @@ pub fn execute(args: RunArgs) -> i32 {
         run_id: args.run_id,
         flow_job: args.flow_job,
     };
-    match run_flow(&renv, req, store, resources) {
+    let code = match run_flow(&renv, req, store, resources) {
         Ok(summary) => {
             let status = if summary.failed_jobs > 0 {
                 "FAILED"
@@ -199,5 +199,9 @@ pub fn execute(args: RunArgs) -> i32 {
             output::error(e);
             EXIT_FAILED
         }
-    }
+    };
+    // The process ends next: tearing the registry down (every loaded component and the
+    // instance pool) would only give back memory the OS is about to take back anyway.
+    std::mem::forget(registry);
+    code
 }
