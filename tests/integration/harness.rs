@@ -178,7 +178,6 @@ impl Outcome {
             .collect()
     }
 
-    /// The run id from the result line on stdout.
     /// The error of step `step` from its `step_end` event (`""` if it has none).
     pub fn step_error(&self, step: &str) -> String {
         self.named("step_end")
@@ -190,6 +189,7 @@ impl Outcome {
             .to_string()
     }
 
+    /// The run id from the result line on stdout.
     pub fn run_id(&self) -> String {
         let line = self.stdout.lines().last().unwrap_or_default();
         line.split_whitespace()

@@ -426,23 +426,25 @@ impl SqliteStore {
         started_at_ms: i64,
         now: i64,
     ) -> Result<u32, TxError> {
+        let seq = self.next_seq();
+        let args = params![
+            key.flow_id,
+            key.run_id,
+            key.job_id,
+            key.step_id,
+            step_type,
+            StepStatus::Running,
+            started_at_ms,
+            now,
+            seq
+        ];
         let first = tx
             .prepare_cached(
                 "INSERT INTO step_runs(flow_id, run_id, job_id, step_id, seq, step_type,
                                        status, attempts, started_at_ms, updated_at_ms)
                  VALUES(?1, ?2, ?3, ?4, ?9, ?5, ?6, 1, ?7, ?8)",
             )?
-            .execute(params![
-                key.flow_id,
-                key.run_id,
-                key.job_id,
-                key.step_id,
-                step_type,
-                StepStatus::Running,
-                started_at_ms,
-                now,
-                self.next_seq()
-            ]);
+            .execute(args);
         match first {
             Ok(_) => return Ok(1),
             Err(rusqlite::Error::SqliteFailure(e, _))
@@ -467,17 +469,7 @@ impl SqliteStore {
                      error = NULL,
                      updated_at_ms = excluded.updated_at_ms",
         )?
-        .execute(params![
-            key.flow_id,
-            key.run_id,
-            key.job_id,
-            key.step_id,
-            step_type,
-            StepStatus::Running,
-            started_at_ms,
-            now,
-            self.next_seq()
-        ])?;
+        .execute(args)?;
         // A separate lookup rather than `RETURNING`, which costs SQLite more (it
         // materialises the returned rows first).
         let attempts = tx
@@ -502,36 +494,8 @@ impl SqliteStore {
         outputs: Option<&str>,
         now: i64,
     ) -> Result<(), TxError> {
-        let updated = tx
-            .prepare_cached(
-                "UPDATE step_runs SET status = ?5, ended_at_ms = ?6, duration_ms = ?7,
-                                      outputs_json = ?8, reason = ?9, error = ?10,
-                                      updated_at_ms = ?11
-                 WHERE flow_id = ?1 AND run_id = ?2 AND job_id = ?3 AND step_id = ?4",
-            )?
-            .execute(params![
-                key.flow_id,
-                key.run_id,
-                key.job_id,
-                key.step_id,
-                end.status,
-                end.ended_at_ms,
-                end.duration_ms,
-                outputs,
-                end.reason,
-                end.error,
-                now,
-            ])?;
-        if updated > 0 {
-            return Ok(());
-        }
-        tx.prepare_cached(
-            "INSERT INTO step_runs(flow_id, run_id, job_id, step_id, seq, step_type, status,
-                                   attempts, ended_at_ms, duration_ms, outputs_json, reason,
-                                   error, updated_at_ms)
-             VALUES(?1, ?2, ?3, ?4, ?12, NULL, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )?
-        .execute(params![
+        let seq = self.next_seq();
+        let args = params![
             key.flow_id,
             key.run_id,
             key.job_id,
@@ -543,8 +507,27 @@ impl SqliteStore {
             end.reason,
             end.error,
             now,
-            self.next_seq()
-        ])?;
+            seq
+        ];
+        // The update takes all but the last (`seq`, for a new row only).
+        let updated = tx
+            .prepare_cached(
+                "UPDATE step_runs SET status = ?5, ended_at_ms = ?6, duration_ms = ?7,
+                                      outputs_json = ?8, reason = ?9, error = ?10,
+                                      updated_at_ms = ?11
+                 WHERE flow_id = ?1 AND run_id = ?2 AND job_id = ?3 AND step_id = ?4",
+            )?
+            .execute(&args[..11])?;
+        if updated > 0 {
+            return Ok(());
+        }
+        tx.prepare_cached(
+            "INSERT INTO step_runs(flow_id, run_id, job_id, step_id, seq, step_type, status,
+                                   attempts, ended_at_ms, duration_ms, outputs_json, reason,
+                                   error, updated_at_ms)
+             VALUES(?1, ?2, ?3, ?4, ?12, NULL, ?5, 0, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?
+        .execute(args)?;
         Ok(())
     }
 
