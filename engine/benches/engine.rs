@@ -27,8 +27,10 @@ use common::*;
 
 /// Steps in the long flow.
 const STEPS: usize = 500;
-/// Runs of the 500-step flow (ours / reference).
-const RUNS_500: usize = 5;
+/// Runs of the 500-step flow (ours / reference). Nine, not five: a step costs about
+/// 0.08 ms here, so one burst of load on the host during a block of five runs was enough
+/// to move the median across the 0.1 ms target.
+const RUNS_500: usize = 9;
 const RUNS_500_REF: usize = 3;
 /// Runs of the 1-step flow (cold start), each configuration.
 const RUNS_1: usize = 10;
