@@ -883,7 +883,10 @@ impl<'a> Runner<'a> {
                     ctx,
                     inputs,
                     &self.cancel,
-                )?;
+                );
+                // The command may have moved the workspace: the sandbox opens it anew.
+                self.env.registry.sandbox().forget_workspace();
+                let ret = ret?;
                 let size = serde_json::to_string(&ret.outputs)
                     .map(|s| s.len() as u64)
                     .unwrap_or(0);

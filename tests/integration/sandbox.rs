@@ -59,22 +59,35 @@ fn the_host_checks_required_inputs_for_steps_in_any_language() {
 }
 
 #[test]
-fn a_workspace_removed_and_made_again_between_steps_is_the_one_the_next_step_sees() {
+fn a_workspace_removed_or_moved_and_made_again_between_steps_is_the_one_the_next_step_sees() {
     // The engine opens a job's workspace once for all its attempts: an OS command that
-    // removes it and makes it again must not leave the next step writing into the old one.
+    // removes it, or moves it away, and makes it again must not leave the next step
+    // writing into the old one.
     let ws = "{ROOT}/work/rw/j/w1";
+    let write = |id: &str, file: &str| {
+        format!("      - {{id: {id}, type: test_hostile, inputs: {{attack: write, path: \"{ws}/{file}\"}}}}\n")
+    };
+    let shell = |id: &str, script: &str| {
+        format!("      - {{id: {id}, type: external.process, inputs: {{command: [sh, -c, \"{script}\"]}}}}\n")
+    };
     let flow = header("rw")
-        + &format!(
-            "jobs:\n  - id: j\n    steps:\n      - {{id: a, type: test_hostile, inputs: {{attack: write, path: \"{ws}/before.txt\"}}}}\n      - {{id: b, type: external.process, inputs: {{command: [sh, -c, \"rm -rf {ws} && mkdir {ws}\"]}}}}\n      - {{id: c, type: test_hostile, inputs: {{attack: write, path: \"{ws}/after.txt\"}}}}\n"
-        );
+        + "jobs:\n  - id: j\n    steps:\n"
+        + &write("a", "first.txt")
+        + &shell("b", &format!("rm -rf {ws} && mkdir {ws}"))
+        + &write("c", "second.txt")
+        + &shell("d", &format!("mv {ws} {ws}.old && mkdir {ws}"))
+        + &write("e", "third.txt");
     let t = Test::new()
         .flow(&flow)
         .env("AETHERFLOW_PLUGIN_PATHS", fx::HOSTILE);
     t.run_args(&["run", "flow.yaml", "--run-id", "w1"])
         .status(0);
     let dir = t.root().join("work/rw/j/w1");
-    assert!(!dir.join("before.txt").exists());
-    assert_eq!(std::fs::read(dir.join("after.txt")).unwrap(), b"escaped");
+    let old = t.root().join("work/rw/j/w1.old");
+    assert!(!dir.join("first.txt").exists());
+    assert_eq!(std::fs::read(old.join("second.txt")).unwrap(), b"escaped");
+    assert_eq!(std::fs::read(dir.join("third.txt")).unwrap(), b"escaped");
+    assert!(!old.join("third.txt").exists());
 }
 
 #[test]

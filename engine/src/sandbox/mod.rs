@@ -439,9 +439,10 @@ impl Sandbox {
     /// The WASI filesystem context with the workspace preopened read-write at its own
     /// path. Opening a directory by path costs a path walk and a file per attempt; the
     /// workspace is the same for every attempt of a job, so its handle is opened once and
-    /// shared. It is opened again when the path changes or the directory was removed (a
+    /// shared. It is opened again when the path changes, when the directory was removed (a
     /// removed directory has no links left; `fstat` on the kept handle tells, without a
-    /// path walk).
+    /// path walk), and after [`Sandbox::forget_workspace`]. A step in the sandbox cannot
+    /// move its own workspace (it sees nothing above it, and mounts may not overlap it).
     fn workspace_fs(&self, workspace: &Path) -> Result<WasiFilesystemCtx, String> {
         use std::os::unix::fs::MetadataExt;
         let mut cached = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
@@ -462,6 +463,13 @@ impl Sandbox {
             probe,
         });
         Ok(fs)
+    }
+
+    /// Open the workspace by its path again for the next attempt: called after anything
+    /// outside the sandbox ran (an OS command may have renamed the directory and made a
+    /// new one in its place, which the kept handle would not notice).
+    pub fn forget_workspace(&self) {
+        *self.workspace.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn store(&self, state: HostState) -> Store<HostState> {
