@@ -490,6 +490,39 @@ fn a_read_only_mount_can_be_read_but_not_written() {
 }
 
 #[test]
+fn a_step_that_moves_its_workspace_through_a_mount_does_not_misdirect_the_next_one() {
+    // The engine keeps a job's workspace open between attempts. A writable mount of a host
+    // directory that holds the workspace lets a step move it away and make a new one; the
+    // next step must write into the new one.
+    let flow = header("mv")
+        + r#"jobs:
+  - id: j
+    steps:
+      - id: before
+        type: test_mount
+        inputs: {write: "{{env.WORK}}/mv/j/m1/before.txt"}
+      - id: mover
+        type: test_mount
+        inputs: {move_dir: ["/w/mv/j/m1", "/w/mv/j/m1.old"]}
+        mounts: [{source: "{{env.WORK}}", target: /w, mode: rw}]
+      - id: after
+        type: test_mount
+        inputs: {write: "{{env.WORK}}/mv/j/m1/after.txt"}
+"#;
+    let t = test(&flow);
+    let work = t.path("work").display().to_string();
+    std::fs::create_dir_all(t.path("work")).unwrap();
+    let t = t.env("WORK", work);
+    t.run_args(&["run", "flow.yaml", "--run-id", "m1"])
+        .status(0);
+    assert_eq!(readings(&t, "m1", "mover")["move_dir"]["ok"], true);
+    assert_eq!(readings(&t, "m1", "after")["write"]["ok"], true);
+    assert!(t.path("work/mv/j/m1.old/before.txt").exists());
+    assert!(t.path("work/mv/j/m1/after.txt").exists());
+    assert!(!t.path("work/mv/j/m1.old/after.txt").exists());
+}
+
+#[test]
 fn mounts_that_cannot_work_are_validate_errors() {
     let flow = header("badmounts")
         + r#"jobs:

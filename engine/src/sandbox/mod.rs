@@ -441,8 +441,10 @@ impl Sandbox {
     /// workspace is the same for every attempt of a job, so its handle is opened once and
     /// shared. It is opened again when the path changes, when the directory was removed (a
     /// removed directory has no links left; `fstat` on the kept handle tells, without a
-    /// path walk), and after [`Sandbox::forget_workspace`]. A step in the sandbox cannot
-    /// move its own workspace (it sees nothing above it, and mounts may not overlap it).
+    /// path walk), and after [`Sandbox::forget_workspace`]. A step in the sandbox sees
+    /// nothing above its workspace, so it cannot move it, unless a mount gives it a host
+    /// directory that holds the workspace: an attempt with mounts opens every directory
+    /// itself and makes the next one open the workspace again.
     fn workspace_fs(&self, workspace: &Path) -> Result<WasiFilesystemCtx, String> {
         use std::os::unix::fs::MetadataExt;
         let mut cached = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
@@ -740,6 +742,7 @@ fn build_wasi(
         *wasi.filesystem() = fs;
         return Ok(wasi);
     }
+    sandbox.forget_workspace();
     b.preopened_dir(workspace, path_str(workspace), FsPerms::ReadWrite)
         .map_err(|e| format!("{e:#}"))?;
     for m in mounts {

@@ -1,5 +1,7 @@
-//! Reads the file `read` and tries to write `write` (any paths the test chooses), and
-//! reports both results instead of failing, so a test can check what a mount allows.
+//! Reads the file `read`, tries to write `write`, and tries to move the directory
+//! `move_dir[0]` to `move_dir[1]` and make a new one in its place (any paths the test
+//! chooses); reports the results instead of failing, so a test can check what a mount
+//! allows.
 use aetherflow_sdk::{export_step, json, Context, Error, Info, Outcome, Step};
 use serde::Deserialize;
 
@@ -9,6 +11,8 @@ struct Inputs {
     read: Option<String>,
     #[serde(default)]
     write: Option<String>,
+    #[serde(default)]
+    move_dir: Option<(String, String)>,
 }
 
 struct Mount;
@@ -28,7 +32,13 @@ impl Step for Mount {
                 Ok(()) => json!({"ok": true}),
                 Err(e) => json!({"error": e.to_string()}),
             });
-        Outcome::success(json!({"read": read, "write": write}))
+        let moved = inputs.move_dir.map(|(from, to)| {
+            match std::fs::rename(&from, &to).and_then(|()| std::fs::create_dir(&from)) {
+                Ok(()) => json!({"ok": true}),
+                Err(e) => json!({"error": e.to_string()}),
+            }
+        });
+        Outcome::success(json!({"read": read, "write": write, "move_dir": moved}))
     }
 }
 export_step!(Mount);
