@@ -71,17 +71,10 @@ pub fn with_lock(
     inputs: &Value,
     run_inner: impl FnOnce(&str, Option<&str>, &AttemptContext, &Value) -> Result<StepReturn, String>,
 ) -> Result<StepReturn, String> {
-    let missing: Vec<&str> = ["lock_key", "step"]
-        .into_iter()
-        .filter(|k| inputs.get(k).is_none())
-        .collect();
-    if !missing.is_empty() {
-        let list: Vec<String> = missing.iter().map(|m| format!("'{m}'")).collect();
-        return Err(format!(
-            "Step {} missing inputs: [{}]",
-            ctx.step_id,
-            list.join(", ")
-        ));
+    if let Some(message) =
+        crate::sandbox::missing_inputs(&ctx.step_id, ["lock_key", "step"], inputs)
+    {
+        return Err(message);
     }
     let key = match &inputs["lock_key"] {
         Value::String(s) if !s.is_empty() => s.clone(),

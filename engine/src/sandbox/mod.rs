@@ -496,7 +496,13 @@ impl Sandbox {
             kind: FailureKind::Host,
             message,
         };
-        if let Some(message) = missing_inputs(&ctx.step_id, &step.info.input_schema, inputs) {
+        let required = step
+            .info
+            .input_schema
+            .get("required")
+            .and_then(Value::as_array);
+        let required = required.into_iter().flatten().filter_map(Value::as_str);
+        if let Some(message) = missing_inputs(&ctx.step_id, required, inputs) {
             return Err(StepFailure {
                 kind: FailureKind::StepError,
                 message,
@@ -694,17 +700,19 @@ pub fn fmt_bytes(n: u64) -> String {
     format!("{n} bytes")
 }
 
-/// The inputs the schema's `required` list names that `inputs` lacks, as the reference
-/// reports them: `Step <id> missing inputs: ['a', 'b']` (sorted; a `null` value counts as
-/// present). Checked here, from `describe`, for steps in every language, before the
-/// attempt gets a sandbox.
-fn missing_inputs(step_id: &str, schema: &Value, inputs: &Value) -> Option<String> {
-    let required = schema.get("required")?.as_array()?;
-    let given = inputs.as_object()?;
+/// The `required` inputs that `inputs` lacks, as the reference reports them:
+/// `Step <id> missing inputs: ['a', 'b']` (sorted; a `null` value counts as present). For
+/// a component the names come from its `describe` schema, checked here for steps in every
+/// language before the attempt gets a sandbox; native steps pass their own.
+pub(crate) fn missing_inputs<'a>(
+    step_id: &str,
+    required: impl IntoIterator<Item = &'a str>,
+    inputs: &Value,
+) -> Option<String> {
+    let given = inputs.as_object();
     let mut missing: Vec<&str> = required
-        .iter()
-        .filter_map(Value::as_str)
-        .filter(|k| !given.contains_key(*k))
+        .into_iter()
+        .filter(|k| !given.is_some_and(|g| g.contains_key(*k)))
         .collect();
     if missing.is_empty() {
         return None;
@@ -960,15 +968,15 @@ mod tests {
 
     #[test]
     fn missing_inputs_are_listed_sorted_and_quoted_like_python() {
-        let schema = serde_json::json!({"required": ["table", "items", "it's"]});
+        let required = ["table", "items", "it's"];
         let inputs = serde_json::json!({"table": null, "other": 1});
         assert_eq!(
-            missing_inputs("s1", &schema, &inputs).as_deref(),
+            missing_inputs("s1", required, &inputs).as_deref(),
             Some("Step s1 missing inputs: [\"it's\", 'items']")
         );
         let all = serde_json::json!({"table": 1, "items": [], "it's": ""});
-        assert_eq!(missing_inputs("s1", &schema, &all), None);
-        assert_eq!(missing_inputs("s1", &serde_json::json!({}), &inputs), None);
+        assert_eq!(missing_inputs("s1", required, &all), None);
+        assert_eq!(missing_inputs("s1", [], &inputs), None);
     }
 
     #[test]
